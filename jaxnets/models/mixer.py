@@ -1,0 +1,3 @@
+"""Model family (being written)."""
+
+SPECS: list = []

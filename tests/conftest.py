@@ -1,0 +1,35 @@
+"""Test set-up: fake CPU devices and a persistent compilation cache, before JAX starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 4)
+_CACHE = Path(__file__).resolve().parents[1] / ".jax_cache"
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+SHARED_DATA = Path(os.environ.get("JAXNETS_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; the test is skipped (with the reason) where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set JAXNETS_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cifar_exact(shared_data: Path) -> Path:
+    path = shared_data / "cifar10-exact-subset" / "cifar-10-batches-bin"
+    if not path.is_dir():
+        pytest.skip(f"exact CIFAR-10 subset not found at {path}")
+    return path

@@ -1,0 +1,1 @@
+"""PyTorch reference modules, written here (torchvision is not installable on our machines)."""
