@@ -140,4 +140,5 @@ def variables_to_state_dict(variables: Mapping, keymap: KeyMap) -> dict[str, np.
             out[f"{prefix}.bias"] = value
         else:
             raise CheckpointError(f"cannot export leaf {'/'.join(path)}")
-    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+    # np.ascontiguousarray turns 0-d arrays (num_batches_tracked) into shape (1,); keep them 0-d
+    return {k: np.ascontiguousarray(v) if np.ndim(v) else np.asarray(v) for k, v in out.items()}

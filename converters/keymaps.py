@@ -39,7 +39,9 @@ class KeyMap:
 GENERIC = KeyMap()
 
 _NUMERIC = re.compile(r"^\d+$")
-_ATTACHED = re.compile(r"^(.*\D)_(\d+)$")
+# A name, then one or more attached numeric segments: "layer3_0" → layer3 + [0],
+# "features_0_1" → features + [0, 1]. The name itself may end in a digit ("layer3").
+_ATTACHED = re.compile(r"^(.+?)((?:_\d+)+)$")
 
 
 def torch_module_to_flax(path: str) -> tuple[str, ...]:
@@ -58,5 +60,5 @@ def flax_module_to_torch(path: tuple[str, ...]) -> str:
     segs = []
     for seg in path:
         m = _ATTACHED.match(seg)
-        segs.append(f"{m.group(1)}.{m.group(2)}" if m else seg)
+        segs.extend([m.group(1), *m.group(2)[1:].split("_")] if m else [seg])
     return ".".join(segs)

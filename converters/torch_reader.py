@@ -51,7 +51,7 @@ class _StorageType:
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
     if len(size) == 0:
-        return storage[offset].copy()
+        return np.array(storage[offset])  # a 0-d array (not a NumPy scalar): a tensor like any other
     item = storage.itemsize
     needed = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True)) + 1
     if any(s == 0 for s in size):
@@ -61,7 +61,7 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple
     view = np.lib.stride_tricks.as_strided(
         storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride)
     )
-    return np.ascontiguousarray(view)
+    return np.array(view, order="C")  # an own, writable copy: never a view into the file bytes
 
 
 def _rebuild_parameter(data: np.ndarray, *_: Any) -> np.ndarray:
@@ -224,6 +224,10 @@ def load_torch_file(path: str | Path) -> Any:
     try:
         if zipfile.is_zipfile(path):
             return _load_zip(path)
+        with path.open("rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # a zip whose end (central directory) is missing
+                raise CheckpointError(f"{path}: the zip checkpoint is truncated or corrupt "
+                                      "(no central directory)")
         return _load_legacy(path)
     except CheckpointError:
         raise

@@ -33,3 +33,36 @@ def cifar_exact(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"exact CIFAR-10 subset not found at {path}")
     return path
+
+
+_TEST_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "test-data"
+
+
+@pytest.fixture(scope="session")
+def cifar_jpeg(shared_data: Path) -> Path:
+    """The JPEG CIFAR-10 image folder (``train/``, ``test/``), extracted once per checkout.
+
+    Extraction goes to a temporary folder renamed into place, so parallel workers never see a
+    half-extracted tree.
+    """
+    import tarfile
+    import tempfile
+
+    archive = shared_data / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} not found")
+    final = _TEST_CACHE / "cifar10-jpeg"
+    if not (final / ".complete").exists():
+        _TEST_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=_TEST_CACHE))
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        root = tmp if (tmp / "test").is_dir() else next(p.parent for p in tmp.glob("*/test"))
+        (root / ".complete").touch()
+        try:
+            root.rename(final)
+        except OSError:  # another worker won the race
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

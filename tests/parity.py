@@ -42,7 +42,7 @@ def check_logits_parity(
     randomize_bn_stats(reference, seed)
     reference.eval()
     state = reference.state_dict()
-    path = tmp_path / f"{name}.pth"
+    path = tmp_path / f"{spec.name}.pth"
     torch.save({wrap: state} if wrap else state, path)
     variables = load_weights(spec, module, path)
     rng = np.random.default_rng(seed)

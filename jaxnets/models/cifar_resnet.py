@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from converters.keymaps import KeyMap
 from jaxnets.models.layers import batch_norm, conv, global_avg_pool
 from jaxnets.models.registry import ModelSpec
 
@@ -76,6 +77,8 @@ def _spec(depth: int, option: str) -> ModelSpec:
             num_classes=10,
             normalization="imagenet",  # the akamaster checkpoints were trained with these
             head="linear",
+            # The CSG checkpoint of "Decomposing the Deep" adds its (10, 64) class gates as `csg`.
+            keymap=KeyMap(ignore=(r"csg",)),
             description=f"CIFAR ResNet-{depth}, option-A shortcut (akamaster checkpoints)",
         )
     return ModelSpec(

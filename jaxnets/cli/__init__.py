@@ -1,0 +1,1 @@
+"""The `jaxnets` command line. Heavy libraries are imported inside commands only."""

@@ -1,0 +1,44 @@
+"""`jaxnets` — the command-line entry point.
+
+Command modules import only typer and the standard library at import time, so `jaxnets --help`
+answers quickly; JAX, Flax and friends load inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from jaxnets.cli import convert_cmd, models_cmd, validate_cmd
+
+app = typer.Typer(
+    name="jaxnets",
+    help="Analyse and compress convolutional networks in JAX/Flax (PyTorch weights imported exactly).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("models")(models_cmd.models)
+app.command("info")(models_cmd.info)
+app.command("convert")(convert_cmd.convert)
+app.command("validate")(validate_cmd.validate)
+
+
+def main() -> None:
+    """Run the app; user errors become one line on stderr and exit code 2."""
+    from jaxnets.errors import JaxnetsError
+
+    try:
+        app()
+    except JaxnetsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

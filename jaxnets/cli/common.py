@@ -1,0 +1,77 @@
+"""Options shared by all commands, and `--config FILE` (TOML; flags given on the command line win)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jaxnets.errors import JaxnetsError
+
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<command>/<model>-<time>).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Batch size (global, over all devices).")]
+DevicesOpt = Annotated[str, typer.Option(help="Number of devices for data parallelism, or 'auto'.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of option values; command-line flags override it.")]
+VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output (-vv for debug).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final result.")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data spec: digits | cifar10:DIR | cifar100:DIR | cifar10-py:DIR | imagefolder:DIR | tfds:NAME.")]
+SplitOpt = Annotated[str, typer.Option(help="Split: train | test | val.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N images.")]
+ClassesOpt = Annotated[str | None, typer.Option(help="Keep only these classes, e.g. 0,3,7.")]
+NormOpt = Annotated[str | None, typer.Option("--normalize", help="Normalisation override (imagenet, cifar, cifar_std, cifar_2020, …); default: the model's.")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint: PyTorch .th/.pth/.pt/.tar, .npz, or a jaxnets checkpoint folder.")]
+
+
+def load_config(path: Path | None, section: str) -> dict[str, Any]:
+    """Option values from a TOML file: top-level keys, then the ``[section]`` table on top."""
+    if path is None:
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise JaxnetsError(f"--config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise JaxnetsError(f"--config {path} is not valid TOML: {exc}") from None
+    flat = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
+    flat.update({k.replace("-", "_"): v for k, v in data.get(section, {}).items()})
+    return flat
+
+
+def resolve_options(ctx: typer.Context, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """Merge ``--config`` values under the options the user did not type on the command line."""
+    values = {k: v for k, v in values.items() if k != "ctx"}
+    config = load_config(values.get("config"), section)
+    unknown = sorted(set(config) - set(values))
+    if unknown:
+        raise JaxnetsError(f"--config: unknown option(s) for '{section}': {', '.join(unknown)}")
+    out = dict(values)
+    for key, value in config.items():
+        source = ctx.get_parameter_source(key)
+        # typer vendors click; compare by name (DEFAULT = the user did not type the flag).
+        if source is None or source.name == "DEFAULT":
+            out[key] = value
+    from jaxnets.ui import set_verbosity
+
+    set_verbosity(out.get("verbose", 0) or 0, bool(out.get("quiet", False)))
+    return out
+
+
+def parse_classes(text: str | None) -> list[int] | None:
+    if text in (None, ""):
+        return None
+    if isinstance(text, list):
+        return [int(c) for c in text]
+    try:
+        return [int(c) for c in str(text).split(",") if c.strip() != ""]
+    except ValueError:
+        raise JaxnetsError(f"--classes must be comma-separated integers, got {text!r}") from None
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(2)

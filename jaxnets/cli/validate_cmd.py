@@ -1,0 +1,116 @@
+"""`jaxnets validate`: accuracy of a model (top-1, top-5, per class) → RUN/results.json."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jaxnets.cli.common import (
+    BatchOpt,
+    ClassesOpt,
+    ConfigOpt,
+    DataOpt,
+    DevicesOpt,
+    LimitOpt,
+    NormOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    SplitOpt,
+    VerboseOpt,
+    WeightsOpt,
+    parse_classes,
+    resolve_options,
+)
+
+SCHEMA = "jaxnets.validate/1"
+
+
+def validate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
+    weights: WeightsOpt = None,
+    data: DataOpt = "digits",
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
+    classes: ClassesOpt = None,
+    normalize: NormOpt = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of the model's head (default: the registry's).")] = None,
+    save_logits: Annotated[bool, typer.Option("--save-logits", help="Also write logits.npz (logits, labels, indices).")] = False,
+    out: OutOpt = None,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 256,
+    devices: DevicesOpt = "1",
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate a model on a data set and write RUN/results.json.
+
+    Example: jaxnets validate resnet20 --weights resnet20-12fca82f.th --data cifar10:../shared/data/cifar10-exact-subset/cifar-10-batches-bin
+    """
+    opts = resolve_options(ctx, dict(locals()), "validate")
+    run_validate(opts)
+
+
+def run_validate(opts: dict) -> dict:
+    import numpy as np
+
+    from jaxnets.data.pipeline import check_compatible, eval_loader
+    from jaxnets.data.spec import open_source
+    from jaxnets.data.transforms import normalization_for
+    from jaxnets.models.api import init_variables, load_weights, resolve
+    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_config, write_json
+    from jaxnets.ui import info, warn
+
+    spec = resolve(opts["model"])
+    n_devices = parse_devices(opts["devices"])
+    if n_devices and opts["batch_size"] % n_devices:
+        from jaxnets.errors import JaxnetsError
+
+        raise JaxnetsError(f"--batch-size {opts['batch_size']} is not divisible by --devices "
+                           f"{n_devices}")
+    source = open_source(opts["data"], opts["split"], limit=opts["limit"],
+                         classes=parse_classes(opts["classes"]))
+    num_classes = opts["num_classes"] or spec.num_classes
+    check_compatible(spec, source, num_classes)
+    run_dir = create_run_dir(opts["out"], "validate", spec.name, must_not_contain=("results.json",))
+    setup_jax(n_devices)
+    mean, std = normalization_for(spec, opts["normalize"])
+    module = spec.create(num_classes)
+    if opts["weights"] is None:
+        warn(f"no --weights given: evaluating a randomly initialised {spec.name} (seed {opts['seed']})")
+        variables = init_variables(spec, module, opts["seed"])
+    else:
+        variables = load_weights(spec, module, opts["weights"])
+    write_config(run_dir, "validate", opts)
+    mesh = _mesh(n_devices)
+    loader = eval_loader(spec, source, opts["batch_size"])
+    from jaxnets.train.evaluate import evaluate
+
+    result = evaluate(module, variables, loader, mean, std, num_classes,
+                      keep_logits=opts["save_logits"], mesh=mesh, description="validate")
+    report = {
+        "schema": SCHEMA, "model": spec.name, "weights": str(opts["weights"] or ""),
+        "data": opts["data"], "split": opts["split"], "normalization": {"mean": mean, "std": std},
+        **result.to_json(),
+    }
+    write_json(run_dir / "results.json", report)
+    if opts["save_logits"]:
+        np.savez(run_dir / "logits.npz", logits=result.logits, labels=result.labels,
+                 indices=result.indices)
+    top5 = f", top-5 {100 * result.top5:.2f} %" if result.top5 is not None else ""
+    print(f"{spec.name}: top-1 {100 * result.top1:.2f} % ({result.correct}/{result.n}){top5}")
+    info("per class: " + "  ".join(f"{i}:{100 * a:.1f}" for i, a in
+                                   enumerate(result.per_class_accuracy()) if a is not None))
+    info(f"wrote {run_dir / 'results.json'}")
+    return report
+
+
+def _mesh(n_devices: int | None):
+    if not n_devices or n_devices == 1:
+        return None
+    from jaxnets.train.parallel import make_mesh
+
+    return make_mesh(n_devices)

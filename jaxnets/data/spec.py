@@ -1,0 +1,158 @@
+"""Data specs (``--data``): a short string that names a data set and where it lives.
+
+Valid forms: ``digits``, ``tfds:NAME``, ``cifar10:DIR``, ``cifar100:DIR``, ``cifar10-py:DIR``,
+``cifar100-py:DIR``, ``imagefolder:DIR``. ``cifar10:DIR`` / ``cifar100:DIR`` accept the binary
+batches folder, its parent, or a pickled (python) batches folder; the ``-py`` forms insist on the
+pickled format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxnets.data.sources import (
+    CifarBinarySource,
+    CifarPythonSource,
+    DigitsSource,
+    ImageFolderSource,
+    Source,
+    Subset,
+    TfdsSource,
+)
+from jaxnets.errors import DataError
+
+VALID_FORMS = ("digits", "tfds:NAME", "cifar10:DIR", "cifar100:DIR", "cifar10-py:DIR",
+               "cifar100-py:DIR", "imagefolder:DIR")
+DIR_KINDS = ("cifar10", "cifar100", "cifar10-py", "cifar100-py", "imagefolder")
+SPLITS = ("train", "test", "val")
+
+_FORMS_TEXT = ", ".join(VALID_FORMS)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed data spec: ``kind`` plus a directory (``path``) or a tfds ``name``."""
+
+    kind: str
+    text: str
+    path: Path | None = None
+    name: str | None = None
+
+
+def parse_data_spec(text: str) -> DataSpec:
+    """Parse a ``--data`` string; a :class:`DataError` (one line, the valid forms) otherwise.
+
+    Directory forms must name an existing directory.
+    """
+    raw = (text or "").strip()
+    if raw.lower() == "digits":
+        return DataSpec("digits", raw)
+    kind, sep, rest = raw.partition(":")
+    kind = kind.lower()
+    if not sep or (kind not in DIR_KINDS and kind != "tfds"):
+        hint = ""
+        if raw and not sep and Path(raw).expanduser().is_dir():
+            hint = f" (for a directory, say which format: cifar10:{raw} or imagefolder:{raw})"
+        raise DataError(f"unknown data spec '{raw}'{hint}; valid forms: {_FORMS_TEXT}")
+    rest = rest.strip()
+    if kind == "tfds":
+        if not rest:
+            raise DataError(f"data spec '{raw}' needs a dataset name, e.g. tfds:cifar10; "
+                            f"valid forms: {_FORMS_TEXT}")
+        return DataSpec("tfds", raw, name=rest)
+    if not rest:
+        raise DataError(f"data spec '{raw}' needs a directory ({kind}:DIR); "
+                        f"valid forms: {_FORMS_TEXT}")
+    path = Path(rest).expanduser()
+    if not path.is_dir():
+        what = "not a directory" if path.exists() else "directory not found"
+        raise DataError(f"data {what}: {path} (from --data '{raw}')")
+    return DataSpec(kind, raw, path=path)
+
+
+# (binary folder name, a file that marks it) and the same for the pickled format.
+_CIFAR_LAYOUT = {
+    "cifar10": (("cifar-10-batches-bin", ("test_batch.bin", "data_batch_1.bin")),
+                ("cifar-10-batches-py", ("test_batch", "data_batch_1"))),
+    "cifar100": (("cifar-100-binary", ("test.bin", "train.bin")),
+                 ("cifar-100-python", ("test", "train"))),
+}
+
+
+def _has_any(path: Path, names: Sequence[str]) -> bool:
+    return any((path / n).is_file() for n in names)
+
+
+def _find_cifar(path: Path, variant: str, python_only: bool) -> tuple[str, Path]:
+    """('bin' | 'py', the folder holding the batch files) for a user-given directory."""
+    (bin_dir, bin_marks), (py_dir, py_marks) = _CIFAR_LAYOUT[variant]
+    candidates = [] if python_only else [("bin", path, bin_marks), ("bin", path / bin_dir,
+                                                                      bin_marks)]
+    candidates += [("py", path, py_marks), ("py", path / py_dir, py_marks)]
+    for fmt, folder, marks in candidates:
+        if folder.is_dir() and _has_any(folder, marks):
+            return fmt, folder
+    expected = (f"{py_dir} files ({', '.join(py_marks)})" if python_only else
+                f"{bin_dir} files ({', '.join(bin_marks)}) or {py_dir} files "
+                f"({', '.join(py_marks)})")
+    raise DataError(f"no {variant} batch files in {path}: expected {expected} there or in a "
+                    "sub-folder of that name")
+
+
+def _build(spec: DataSpec, split: str, cache: bool | None) -> Source:
+    if spec.kind == "digits":
+        return DigitsSource(split)
+    if spec.kind == "tfds":
+        assert spec.name is not None
+        return TfdsSource(spec.name, split)
+    assert spec.path is not None
+    if spec.kind == "imagefolder":
+        return ImageFolderSource(spec.path, split, cache=cache)
+    variant = spec.kind.removesuffix("-py")
+    fmt, folder = _find_cifar(spec.path, variant, python_only=spec.kind.endswith("-py"))
+    if fmt == "bin":
+        return CifarBinarySource(folder, split, variant)
+    return CifarPythonSource(folder, split, variant)
+
+
+def open_source(text: str, split: str = "test", *, limit: int | None = None,
+                classes: Sequence[int] | None = None, relabel: bool = False,
+                cache: bool | None = None) -> Source:
+    """Open the data set named by ``text`` at ``split`` ('train', 'test' or 'val').
+
+    ``classes`` keeps only those class ids (original ids unless ``relabel``, which maps them to
+    0..K-1 in the order given); ``limit`` then keeps the first N images in dataset order.
+    ``cache`` is the image-folder decode cache switch (None = automatic).
+    """
+    spec = parse_data_spec(text)
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    source = _build(spec, split, cache)
+    source.spec = spec.text
+    if classes is None and limit is None:
+        return source
+    indices = np.arange(len(source), dtype=np.int64)
+    kept: list[int] | None = None
+    if classes is not None:
+        kept = [int(c) for c in classes]
+        bad = [c for c in kept if not 0 <= c < source.num_classes]
+        if bad:
+            raise DataError(f"--classes {','.join(map(str, bad))}: {source.name} has classes "
+                            f"0..{source.num_classes - 1}")
+        if len(set(kept)) != len(kept) or not kept:
+            raise DataError("--classes must list distinct class ids")
+        indices = np.flatnonzero(np.isin(source.labels, kept))
+        if not len(indices):
+            raise DataError(f"{source.name} {split} has no images of classes "
+                            f"{','.join(map(str, kept))}")
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"--limit must be at least 1 (got {limit})")
+        indices = indices[:limit]
+    subset = Subset(source, indices, classes=kept, relabel=relabel and kept is not None)
+    subset.spec = spec.text
+    return subset
