@@ -54,6 +54,31 @@ def abstract_state(state: Any) -> Any:
     return _to_abstract(state)
 
 
+def signature(state: Any) -> dict[str, list]:
+    """``{"params/conv1/kernel": [shape, dtype], ...}`` of a state's pytree (stored in the
+    metadata so a mismatch is explained by name before orbax is asked to restore)."""
+    from jaxnets.transforms.names import flatten
+
+    return {name: [list(np.shape(x)), str(np.dtype(x.dtype))]
+            for name, x in flatten(serialization.to_state_dict(state)).items()}
+
+
+def _explain_mismatch(stored: Mapping[str, list], wanted: Mapping[str, list]) -> str | None:
+    missing = [n for n in wanted if n not in stored]
+    extra = [n for n in stored if n not in wanted]
+    shapes = [f"{n} is {stored[n][0]} in the checkpoint, {wanted[n][0]} here"
+              for n in wanted if n in stored and list(stored[n][0]) != list(wanted[n][0])]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} entries missing from the checkpoint (e.g. "
+                     f"{', '.join(missing[:3])})")
+    if extra:
+        parts.append(f"{len(extra)} unexpected entries (e.g. {', '.join(extra[:3])})")
+    if shapes:
+        parts.append("; ".join(shapes[:3]))
+    return "; ".join(parts) or None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
@@ -146,6 +171,7 @@ class Checkpointer:
             "rng_key_data": rng,
             "rng_impl": str(jax.config.jax_default_prng_impl),
             "config": dict(config or {}),
+            "signature": signature(state),
             "versions": library_versions(),
             "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **dict(extra or {}),
@@ -168,6 +194,11 @@ class Checkpointer:
             raise CheckpointError(
                 f"{where} is a checkpoint of '{meta.get('model')}', not '{model}'; "
                 f"pick the run folder of a '{model}' run or start a new one")
+        if "signature" in meta:
+            why = _explain_mismatch(meta["signature"], signature(template))
+            if why:
+                raise CheckpointError(
+                    f"{where} does not fit this model/optimiser configuration: {why}")
         target = _to_abstract(serialization.to_state_dict(template), sharding)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(

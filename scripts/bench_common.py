@@ -1,0 +1,323 @@
+"""Shared helpers for the ``scripts/bench_*.py`` benchmarks.
+
+- :func:`pin_threads` — give both frameworks the same cores (call it *before* importing jax or
+  torch: XLA sizes its thread pool from the process's CPU affinity when the client starts);
+- :func:`machine_info`, :func:`library_versions`, :func:`load_average` — what a recorded table
+  needs to be reproducible;
+- :func:`measure` — warm-up, then the median of N timed repeats of a step that is synchronised
+  (``block_until_ready`` / a host fetch) at the end of every repeat;
+- :func:`markdown_table`, :func:`append_section`, :func:`append_table` and
+  :func:`append_method_table` — write dated sections to ``docs/benchmarks.md``.
+
+This module imports neither jax nor torch, so a script can use it before deciding its threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
+
+VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "torch", "numpy")
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def available_cpus() -> list[int]:
+    """CPUs this process may run on (affinity), sorted."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def pin_threads(threads: int | None = None) -> int:
+    """Restrict the process to ``threads`` CPUs and tell every thread pool so.
+
+    Must run before jax/torch are imported. The affinity mask bounds XLA's CPU thread pool
+    (it asks for the schedulable CPUs) and torch's intra-op pool; the OpenMP/MKL variables
+    cover libraries that read them at load time. Returns the thread count in force.
+    """
+    cpus = available_cpus()
+    if threads is None or threads <= 0:
+        threads = len(cpus)
+    if threads > len(cpus):
+        raise SystemExit(f"--threads {threads}: only {len(cpus)} CPU(s) available to this process")
+    if threads < len(cpus) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus[:threads])
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return threads
+
+
+def set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # settable once, before any inter-op work
+        torch.set_num_interop_threads(1)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, RAM, OS — from /proc where it exists, ``platform`` otherwise."""
+    cpuinfo = _read("/proc/cpuinfo")
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    # SIMD features that decide which kernels XLA / oneDNN can use.
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
+                        "amx_tile") if f in flags]
+    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
+                    if line.startswith("MemTotal:")), None)
+    os_name = next((line.split("=", 1)[1].strip().strip('"')
+                    for line in _read("/etc/os-release").splitlines()
+                    if line.startswith("PRETTY_NAME=")), "")
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(available_cpus()),
+        "simd": simd,
+        "ram_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
+        "os": f"{os_name} ({platform.system()} {platform.release()})" if os_name
+        else platform.platform(),
+    }
+
+
+def library_versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, str]:
+    """Python plus each package's installed version (distribution metadata: no import)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The exact invocation, as one could paste it back into a shell."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and argv[0].endswith(".py"):
+        argv[0] = os.path.relpath(argv[0], ROOT) if os.path.isabs(argv[0]) else argv[0]
+        argv = ["python", *argv]
+    return shlex.join(argv)
+
+
+def _fmt_load(load: tuple[float, float, float] | None) -> str:
+    return "n/a" if load is None else ", ".join(f"{x:.2f}" for x in load)
+
+
+def header_lines(threads: int, *, argv: Sequence[str] | None = None,
+                 extra: Mapping[str, str] | None = None,
+                 load_before: tuple[float, float, float] | None = None,
+                 load_after: tuple[float, float, float] | None = None) -> list[str]:
+    """Markdown bullet lines: machine, versions, threads, load, command."""
+    m = machine_info()
+    v = library_versions()
+    lines = [
+        f"- **Machine:** {m['cpu']}; {m['usable_cpus']} usable of {m['logical_cpus']} logical "
+        f"CPUs; {m['ram_gib']} GiB RAM; {m['os']}; SIMD: {', '.join(m['simd']) or 'n/a'}",
+        "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- **Threads:** {threads} for both frameworks (CPU affinity pinned to {threads} CPU(s); "
+        f"`torch.set_num_threads({threads})`; XLA's pool sized by the affinity)",
+        f"- **Load average (1/5/15 min):** before {_fmt_load(load_before)}; "
+        f"after {_fmt_load(load_after)}",
+    ]
+    for key, value in (extra or {}).items():
+        lines.append(f"- **{key}:** {value}")
+    lines.append(f"- **Command:** `{command_line(argv)}`")
+    return lines
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Timing:
+    """Seconds per repeat (each repeat runs ``steps`` steps of ``items`` items)."""
+
+    seconds: list[float]
+    steps: int
+    items: int
+    warmup_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def rates(self) -> list[float]:
+        return [self.steps * self.items / s for s in self.seconds]
+
+    @property
+    def median_rate(self) -> float:
+        """Items per second of the median repeat."""
+        return statistics.median(self.rates())
+
+    @property
+    def median_step_s(self) -> float:
+        return statistics.median(self.seconds) / self.steps
+
+    @property
+    def spread(self) -> float:
+        """Half the min–max range of the rates, relative to the median (0.03 = ±3 %)."""
+        r = self.rates()
+        return (max(r) - min(r)) / 2 / self.median_rate if len(r) > 1 else 0.0
+
+
+def measure(step: Callable[[], Any], sync: Callable[[Any], Any], *, items: int, repeats: int = 5,
+            warmup: int = 2, steps: int | None = None, min_time: float = 1.0) -> Timing:
+    """Time ``step`` (one batch); the median of ``repeats`` repeats after ``warmup`` steps.
+
+    ``sync(result)`` must block until the step's work is done (``jax.block_until_ready``;
+    torch on CPU is synchronous, so identity). Each repeat runs ``steps`` steps back to back
+    and syncs once at its end, so asynchronous dispatch overlaps as in a real loop. With
+    ``steps=None`` the count is calibrated from the last warm-up step so that one repeat takes
+    at least ``min_time`` seconds.
+    """
+    t0 = time.perf_counter()
+    last = 0.0
+    for _ in range(warmup):
+        t = time.perf_counter()
+        sync(step())
+        last = time.perf_counter() - t
+    warmup_s = time.perf_counter() - t0
+    if steps is None:
+        if last == 0.0:  # no warm-up: time one step (it counts as warm-up)
+            t = time.perf_counter()
+            sync(step())
+            last = time.perf_counter() - t
+        steps = max(1, math.ceil(min_time / max(last, 1e-9)))
+    seconds = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        out = None
+        for _ in range(steps):
+            out = step()
+        sync(out)
+        seconds.append(time.perf_counter() - t)
+    return Timing(seconds=seconds, steps=steps, items=items, warmup_s=warmup_s)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``(fn(), seconds)`` — for one-off costs such as compilation."""
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def fmt_rate(rate: float | None, spread: float | None = None) -> str:
+    if rate is None or not math.isfinite(rate):
+        return "—"
+    text = f"{rate:,.0f}" if rate >= 100 else f"{rate:,.1f}"
+    if spread is not None and spread > 0:
+        text += f" ±{100 * spread:.0f}%"
+    return text
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return "—" if ratio is None or not math.isfinite(ratio) else f"{ratio:.2f}×"
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+                   align: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured table; ``align`` per column: "l", "r" or "c" (default "l")."""
+    rows = [[str(c) for c in row] for row in rows]
+    align = list(align or ["l"] * len(headers))
+    marks = {"l": ":--", "r": "--:", "c": ":-:"}
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join(marks[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def section_title(title: str, when: _dt.datetime | None = None) -> str:
+    when = when or _dt.datetime.now().astimezone()
+    return f"## {when:%Y-%m-%d %H:%M %Z} — {title}".replace("  ", " ")
+
+
+def append_section(title: str, blocks: Sequence[str], path: Path | str = DEFAULT_DOC) -> Path:
+    """Append ``## <date> — title`` and the given markdown blocks to ``path`` (created with a
+    one-line heading if missing). Earlier sections are kept: the latest is the last one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or not path.read_text().strip():
+        path.write_text("# Benchmarks\n")
+    text = path.read_text().rstrip("\n")
+    body = "\n\n".join(b.strip("\n") for b in blocks if b and b.strip())
+    path.write_text(f"{text}\n\n{section_title(title)}\n\n{body}\n")
+    return path
+
+
+def append_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                 align: Sequence[str] | None = None, header: Sequence[str] = (),
+                 notes: Sequence[str] = (), path: Path | str = DEFAULT_DOC) -> Path:
+    """Any named table: ``header`` lines (e.g. :func:`header_lines`) above, ``notes`` below."""
+    blocks = ["\n".join(header), markdown_table(headers, rows, align), "\n".join(notes)]
+    return append_section(title, blocks, path)
+
+
+# Method-level tables (bench_decompose.py, bench_wfn.py, bench_probe.py, bench_seam.py, …):
+# one row per method stage, jaxnets vs the original implementation on the same machine.
+METHOD_HEADERS = ("method", "stage", "workload", "jaxnets s", "original s", "speed-up", "goal",
+                  "notes")
+METHOD_ALIGN = ("l", "l", "l", "r", "r", "r", "r", "l")
+
+
+@dataclass
+class MethodRow:
+    method: str
+    stage: str
+    workload: str
+    jaxnets_s: float | None
+    original_s: float | None
+    goal: float | None = None  # required speed-up (issue 9), e.g. 50.0 for WFN clustering
+    notes: str = ""
+
+    def cells(self) -> list[str]:
+        speedup = (self.original_s / self.jaxnets_s
+                   if self.jaxnets_s and self.original_s else None)
+        sec = lambda s: "—" if s is None else f"{s:,.3g}"
+        return [self.method, self.stage, self.workload, sec(self.jaxnets_s), sec(self.original_s),
+                fmt_ratio(speedup), "—" if self.goal is None else f"≥ {self.goal:g}×",
+                self.notes]
+
+
+def append_method_table(title: str, rows: Sequence[MethodRow], *, header: Sequence[str] = (),
+                        notes: Sequence[str] = (), path: Path | str = DEFAULT_DOC) -> Path:
+    """Append a method-level table (see :data:`METHOD_HEADERS`)."""
+    return append_table(title, METHOD_HEADERS, [r.cells() for r in rows], align=METHOD_ALIGN,
+                        header=header, notes=notes, path=path)

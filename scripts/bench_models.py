@@ -1,0 +1,372 @@
+#!/usr/bin/env python
+"""Eval and train-step throughput of jaxnets models vs their PyTorch reference modules.
+
+Both sides run in one process on the same machine, with the same weights (the PyTorch
+module's random init converted through ``converters.convert``), the same uint8 batch, the same
+batch size and the same thread count (CPU affinity pinned to T CPUs before either library is
+imported; ``torch.set_num_threads(T)``; XLA sizes its pool from the affinity).
+
+- eval: jaxnets' jitted eval step (``jaxnets.train.evaluate.make_eval_step``: uint8 → normalise
+  → forward → top-1/top-5 counts, all inside one jit) vs PyTorch ``model.eval()`` under
+  ``torch.inference_mode()`` with the same normalisation in the timed region.
+- train: ``jaxnets.train.steps.make_train_step`` on a ``jaxnets.train.state.TrainState``
+  (state donated, BN in train mode, cross-entropy) vs PyTorch ``model.train()``,
+  ``zero_grad / backward / step``. Both: SGD momentum 0.9, lr 0.1, coupled weight decay 5e-4.
+- timing: warm-up steps, then the median of ``--repeats`` repeats; a repeat runs enough steps
+  back to back to last ``--min-time`` seconds and synchronises once at its end
+  (``jax.block_until_ready``). jaxnets' compile time (trace + lower + XLA compile, no
+  persistent cache) is reported separately and is not part of any timed repeat.
+
+Usage::
+
+    python scripts/bench_models.py                      # resnet20 + resnet18
+    python scripts/bench_models.py --all --record       # + vgg16_bn_cifar, densenet121 → docs
+    python scripts/bench_models.py --models resnet20 --threads 1 --repeats 7
+    python scripts/bench_models.py --models resnet20 --quick   # smoke run (1 step, 1 repeat)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (HERE, ROOT / "tests", ROOT):  # bench_common, the reference modules, the package
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import bench_common as bc  # noqa: E402
+
+DEFAULT_MODELS = ("resnet20", "resnet18")
+ALL_EXTRA = ("vgg16_bn_cifar", "densenet121")
+# CPU-sized defaults: the CIFAR batch of the papers; 224-px models smaller (2-core machine).
+DEFAULT_BATCH = {32: 128, 224: 32}
+MODEL_BATCH = {"densenet121": 16}
+LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
+
+
+# --------------------------------------------------------------------------- references
+
+
+def torch_reference(name: str) -> Any:
+    """The PyTorch reference module (from tests/reference) with the registry's architecture."""
+    import re
+
+    if name == "vgg16_bn_cifar":
+        from reference.torch_vgg import cifar_vgg16_bn
+
+        return cifar_vgg16_bn(10)
+    if name == "densenet121":
+        from reference.torch_densenet import densenet121
+
+        return densenet121()
+    m = re.fullmatch(r"resnet(\d+)(_b)?", name)
+    if m and int(m.group(1)) in (20, 32, 44, 56, 110):
+        from reference.torch_cifar_resnet import cifar_resnet
+
+        return cifar_resnet(int(m.group(1)), "B" if m.group(2) else "A")
+    from reference.torch_resnet import ARCH_NAMES, torch_resnet
+
+    if name in ARCH_NAMES:
+        return torch_resnet(name)
+    m = re.fullmatch(r"vgg(11|13|16|19)(_bn)?", name)
+    if m:
+        from reference.torch_vgg import vgg
+
+        return vgg(int(m.group(1)), bool(m.group(2)))
+    raise SystemExit(f"no PyTorch reference module known for {name!r}")
+
+
+# --------------------------------------------------------------------------- one model
+
+
+@dataclass
+class Row:
+    model: str
+    size: int
+    batch: int
+    mode: str  # "eval" | "train"
+    jax_rate: float
+    jax_spread: float
+    torch_rate: float | None
+    torch_spread: float | None
+    compile_s: float
+    jax_steps: int
+    torch_steps: int | None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.jax_rate / self.torch_rate if self.torch_rate else None
+
+
+def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    import torch
+    import torch.nn.functional as F
+
+    from converters.convert import state_dict_to_variables
+    from jaxnets.models.api import abstract_variables
+    from jaxnets.models.registry import NORMALIZATIONS, get_spec
+    from jaxnets.train.evaluate import make_eval_step
+    from jaxnets.train.state import TrainState
+    from jaxnets.train.steps import make_train_step
+
+    spec = get_spec(name)
+    module = spec.create()
+    size = spec.input_size
+    mean, std = NORMALIZATIONS[spec.normalization]
+
+    # Same weights on both sides: the reference's random init, converted strictly.
+    torch.manual_seed(args.seed)
+    ref = torch_reference(spec.name)
+    state_dict = {k: v.detach().cpu().numpy() for k, v in ref.state_dict().items()}
+    variables = state_dict_to_variables(state_dict, abstract_variables(spec, module), spec.keymap,
+                                        model_name=spec.name)
+    variables = jax.tree_util.tree_map(jnp.asarray, variables)
+
+    rng = np.random.default_rng(args.seed)
+    images_np = rng.integers(0, 256, (batch, size, size, spec.in_channels), dtype=np.uint8)
+    labels_np = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
+    images, labels = jnp.asarray(images_np), jnp.asarray(labels_np)
+    valid = jnp.ones((batch,), jnp.int32)
+    x_t = torch.from_numpy(np.ascontiguousarray(images_np.transpose(0, 3, 1, 2)))
+    y_t = torch.from_numpy(labels_np.astype(np.int64))
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def torch_input() -> torch.Tensor:
+        # torchvision's order (ToTensor then Normalize), as jaxnets normalises inside its jit.
+        return x_t.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
+
+    timing = dict(repeats=args.repeats, warmup=args.warmup, steps=args.steps,
+                  min_time=args.min_time, items=batch)
+    rows: list[Row] = []
+    info: dict[str, Any] = {"model": spec.name}
+
+    if "eval" in args.modes:
+        eval_step = make_eval_step(module, np.asarray(mean, np.float32),
+                                   np.asarray(std, np.float32), spec.num_classes)
+        counts0 = {"correct": jnp.zeros(spec.num_classes, jnp.int32),
+                   "total": jnp.zeros(spec.num_classes, jnp.int32),
+                   "top5": jnp.zeros((), jnp.int32)}
+        compiled, compile_s = bc.timed(
+            lambda: eval_step.lower(variables, None, counts0, images, labels, valid).compile())
+        carry = {"counts": counts0}
+
+        def jax_eval() -> Any:
+            carry["counts"], logits = compiled(variables, None, carry["counts"], images, labels,
+                                               valid)
+            return logits
+
+        jt = bc.measure(jax_eval, jax.block_until_ready, **timing)
+        jax_logits = np.asarray(jax_eval())
+
+        ref.eval()
+
+        def torch_eval() -> torch.Tensor:
+            with torch.inference_mode():
+                return ref(torch_input())
+
+        tt = None if args.no_torch else bc.measure(torch_eval, lambda out: out, **timing)
+        if not args.no_torch:
+            info["eval_max_abs_logit_diff"] = float(
+                np.max(np.abs(jax_logits - torch_eval().numpy())))
+        rows.append(Row(spec.name, size, batch, "eval", jt.median_rate, jt.spread,
+                        tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
+                        jt.steps, tt.steps if tt else None))
+        del compiled, carry
+
+    if "train" in args.modes:
+        tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),  # PyTorch's coupled decay
+                         optax.sgd(LR, momentum=MOMENTUM))
+        train_step = make_train_step(module, normalize=(mean, std), donate=True)
+        mask = jnp.ones((batch,), bool)
+        holder = {"state": TrainState.create(module, variables, tx, seed=args.seed)}
+        compiled, compile_s = bc.timed(
+            lambda: train_step.jitted.lower(holder["state"], images, labels, mask, None).compile())
+
+        def jax_train() -> Any:
+            holder["state"], metrics = compiled(holder["state"], images, labels, mask, None)
+            return metrics
+
+        jt = bc.measure(jax_train, lambda m: jax.block_until_ready((m, holder["state"])), **timing)
+        info["jax_final_loss"] = float(jax_train()["loss"])
+
+        ref.train()
+        opt = torch.optim.SGD(ref.parameters(), lr=LR, momentum=MOMENTUM,
+                              weight_decay=WEIGHT_DECAY)
+
+        def torch_train() -> torch.Tensor:
+            loss = F.cross_entropy(ref(torch_input()), y_t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss
+
+        tt = None if args.no_torch else bc.measure(torch_train, lambda out: out.item(), **timing)
+        if not args.no_torch:
+            info["torch_final_loss"] = float(torch_train().item())
+        rows.append(Row(spec.name, size, batch, "train", jt.median_rate, jt.spread,
+                        tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
+                        jt.steps, tt.steps if tt else None))
+        del compiled, holder
+    return rows, info
+
+
+# --------------------------------------------------------------------------- output
+
+HEADERS = ("model", "input", "batch", "step", "jaxnets img/s", "PyTorch img/s",
+           "jaxnets / PyTorch", "jaxnets compile s", "steps/repeat (jax, torch)")
+ALIGN = ("l", "r", "r", "l", "r", "r", "r", "r", "r")
+
+
+def table_rows(rows: Sequence[Row]) -> list[list[str]]:
+    return [[r.model, f"{r.size} px", str(r.batch), r.mode, bc.fmt_rate(r.jax_rate, r.jax_spread),
+             bc.fmt_rate(r.torch_rate, r.torch_spread), bc.fmt_ratio(r.ratio),
+             f"{r.compile_s:.1f}", f"{r.jax_steps}, {r.torch_steps or '—'}"] for r in rows]
+
+
+def notes(args: argparse.Namespace, infos: Sequence[dict]) -> list[str]:
+    out = [
+        f"Median of {args.repeats} timed repeats after {args.warmup} warm-up step(s); "
+        "±% is half the min–max range of the repeats. Ratio > 1 means jaxnets is faster.",
+        "eval: jitted uint8 → normalise → forward → top-1/5 counts (jaxnets) vs "
+        "`model.eval()` + `torch.inference_mode()` with the same normalisation (PyTorch, "
+        "eager, NCHW, fp32). train: `make_train_step` (donated state, BN train mode, CE) vs "
+        "zero_grad/backward/step; both SGD lr 0.1, momentum 0.9, weight decay 5e-4.",
+    ]
+    checks = []
+    for info in infos:
+        parts = []
+        if "eval_max_abs_logit_diff" in info:
+            parts.append(f"eval max |Δ logits| {info['eval_max_abs_logit_diff']:.1e}")
+        if "jax_final_loss" in info:
+            loss = f"train loss after the timed steps (one batch, memorised) jaxnets {info['jax_final_loss']:.3f}"
+            if "torch_final_loss" in info:
+                loss += f" / PyTorch {info['torch_final_loss']:.3f}"
+            parts.append(loss)
+        if parts:
+            checks.append(f"{info['model']}: " + "; ".join(parts))
+    if checks:
+        out.append("Same weights on both sides (checks): " + " · ".join(checks) + ".")
+    return out
+
+
+def parse_batch(text: str | None) -> tuple[int | None, dict[str, int]]:
+    """``--batch 64`` (all models) or ``--batch resnet18=16,densenet121=8``."""
+    if not text:
+        return None, {}
+    if "=" not in text:
+        return int(text), {}
+    per = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        per[key.strip()] = int(value)
+    return None, per
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help="comma-separated registry names (default: %(default)s)")
+    p.add_argument("--all", action="store_true",
+                   help=f"add {', '.join(ALL_EXTRA)} (where registered)")
+    p.add_argument("--modes", default="eval,train", help="eval, train or both (default)")
+    p.add_argument("--batch", default=None,
+                   help="N for every model, or name=N,…; default 128 at 32 px, 32 at 224 px "
+                        "(densenet121 16)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per repeat (default: calibrated to --min-time)")
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds per repeat when calibrating")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for both frameworks (default: every CPU this process may use)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS (recorded)")
+    p.add_argument("--no-torch", action="store_true", help="time jaxnets only")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke settings: batch 2, 1 warm-up step, 1 step, 1 repeat")
+    p.add_argument("--record", action="store_true", help="append the table to --doc")
+    p.add_argument("--doc", type=Path, default=bc.DEFAULT_DOC, help="default: %(default)s")
+    p.add_argument("--note", default="", help="a line added to the recorded section")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.warmup, args.steps = 1, 1, 1
+        args.batch = args.batch or "2"
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not set(args.modes) <= {"eval", "train"} or not args.modes:
+        p.error("--modes takes eval, train or eval,train")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_before = bc.load_average()
+    # Threads and XLA flags must be settled before jax or torch is imported.
+    threads = bc.pin_threads(args.threads)
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if args.xla_flags:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    bc.set_torch_threads(threads)
+
+    from jaxnets.models.registry import get_spec, model_names
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if args.all:
+        names += [n for n in ALL_EXTRA if n in model_names() and n not in names]
+    all_batch, per_batch = parse_batch(args.batch)
+
+    rows: list[Row] = []
+    infos: list[dict] = []
+    for name in names:
+        spec = get_spec(name)
+        batch = per_batch.get(spec.name) or all_batch or MODEL_BATCH.get(spec.name) \
+            or DEFAULT_BATCH.get(spec.input_size, 32)
+        print(f"… {spec.name}: {spec.input_size} px, batch {batch}, {threads} thread(s)",
+              file=sys.stderr, flush=True)
+        model_rows, info = bench_model(spec.name, batch, args)
+        gc.collect()  # the previous model's buffers go before the next one is timed
+        rows += model_rows
+        infos.append(info)
+
+    load_after = bc.load_average()
+    import jax
+
+    extra = {"JAX backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
+                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(unset)'}"}
+    if args.note:
+        extra["Note"] = args.note
+    header = bc.header_lines(threads, load_before=load_before, load_after=load_after,
+                             extra=extra)
+    body = bc.markdown_table(HEADERS, table_rows(rows), ALIGN)
+    note_lines = notes(args, infos)
+    print("\n".join(header) + "\n\n" + body + "\n\n" + "\n".join(note_lines))
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"rows": [asdict(r) | {"ratio": r.ratio} for r in rows], "checks": infos,
+             "threads": threads, "machine": bc.machine_info(),
+             "versions": bc.library_versions()}, indent=2) + "\n")
+    if args.record:
+        path = bc.append_table(f"bench_models.py — jaxnets vs PyTorch ({threads} thread(s))",
+                               HEADERS, table_rows(rows), align=ALIGN, header=header,
+                               notes=note_lines, path=args.doc)
+        print(f"recorded in {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
