@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def randomize_bn_stats(module: "torch.nn.Module", seed: int = 0) -> None:
+def randomize_bn_stats(module: torch.nn.Module, seed: int = 0) -> None:
     """Random affine parameters and running statistics, so BN mapping errors show."""
     g = torch.Generator().manual_seed(seed)
     for m in module.modules():
@@ -26,7 +26,7 @@ def randomize_bn_stats(module: "torch.nn.Module", seed: int = 0) -> None:
 
 
 def check_logits_parity(
-    name: str, reference: "torch.nn.Module", tmp_path: Path, *, size: int | None = None,
+    name: str, reference: torch.nn.Module, tmp_path: Path, *, size: int | None = None,
     batch: int = 2, atol: float = 1e-4, wrap: str | None = None, num_classes: int | None = None,
     seed: int = 0,
 ) -> dict:

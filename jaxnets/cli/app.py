@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from jaxnets.cli import convert_cmd, models_cmd, validate_cmd
+from jaxnets.cli import convert_cmd, models_cmd, train_cmd, validate_cmd
 
 app = typer.Typer(
     name="jaxnets",
@@ -24,6 +24,7 @@ app.command("models")(models_cmd.models)
 app.command("info")(models_cmd.info)
 app.command("convert")(convert_cmd.convert)
 app.command("validate")(validate_cmd.validate)
+app.command("train")(train_cmd.train)
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ def validate(
 def run_validate(opts: dict) -> dict:
     import numpy as np
 
-    from jaxnets.data.pipeline import check_compatible, eval_loader
+    from jaxnets.data.pipeline import adapt_to_data, eval_loader
     from jaxnets.data.spec import open_source
     from jaxnets.data.transforms import normalization_for
     from jaxnets.models.api import init_variables, load_weights, resolve
@@ -74,7 +74,7 @@ def run_validate(opts: dict) -> dict:
     source = open_source(opts["data"], opts["split"], limit=opts["limit"],
                          classes=parse_classes(opts["classes"]))
     num_classes = opts["num_classes"] or spec.num_classes
-    check_compatible(spec, source, num_classes)
+    spec = adapt_to_data(spec, source, num_classes)
     run_dir = create_run_dir(opts["out"], "validate", spec.name, must_not_contain=("results.json",))
     setup_jax(n_devices)
     mean, std = normalization_for(spec, opts["normalize"])

@@ -17,15 +17,21 @@ def _per_image_eval(spec: ModelSpec, source: Any) -> Any:
     return None
 
 
-def check_compatible(spec: ModelSpec, source: Any, num_classes: int) -> None:
+def adapt_to_data(spec: ModelSpec, source: Any, num_classes: int) -> ModelSpec:
+    """The spec with the data's channel count (first convs infer it; a checkpoint must still fit),
+    after checking that the labels fit the head."""
+    import dataclasses
+
     shape = getattr(source, "image_shape", None)
     if shape is not None and shape[-1] != spec.in_channels:
-        raise DataError(f"{spec.name} expects {spec.in_channels}-channel images but the data "
-                        f"has {shape[-1]} channel(s)")
+        # The model's RGB normalisation cannot apply: use the data's own (digits, else MNIST's).
+        norm = "digits" if getattr(source, "name", "") == "digits" else ("mnist" if shape[-1] == 1 else "none")
+        spec = dataclasses.replace(spec, in_channels=int(shape[-1]), normalization=norm)
     top = int(source.labels.max()) + 1 if len(source.labels) else 0
     if top > num_classes:
         raise DataError(f"the data has labels up to {top - 1} but {spec.name} has {num_classes} "
                         "classes (pass --num-classes or choose matching data)")
+    return spec
 
 
 def eval_loader(spec: ModelSpec, source: Any, batch_size: int, **kwargs: Any) -> Any:
@@ -36,7 +42,7 @@ def eval_loader(spec: ModelSpec, source: Any, batch_size: int, **kwargs: Any) ->
 
 
 def train_loader(spec: ModelSpec, source: Any, batch_size: int, *, seed: int, augment: bool = True,
-                 **kwargs: Any) -> Any:
+                 shuffle: bool = True, **kwargs: Any) -> Any:
     from jaxnets.data import transforms
     from jaxnets.data.loader import Loader
 
@@ -46,5 +52,5 @@ def train_loader(spec: ModelSpec, source: Any, batch_size: int, *, seed: int, au
         per_image = transforms.imagenet_train if augment else transforms.imagenet_eval
     elif augment and shape is not None and shape[0] == 32:
         batch_aug = transforms.cifar_augment
-    return Loader(source, batch_size, shuffle=True, seed=seed, drop_last=True, pad_last=False,
+    return Loader(source, batch_size, shuffle=shuffle, seed=seed, drop_last=True, pad_last=False,
                   per_image=per_image, augment=batch_aug, **kwargs)

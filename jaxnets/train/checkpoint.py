@@ -105,9 +105,10 @@ class Checkpointer:
         self.read_only = read_only
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"checkpoint folder not found: {self.directory}")
+        extra = {"save_interval_steps": 0} if read_only else {}
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-            enable_async_checkpointing=async_save)
+            max_to_keep=None if read_only else max_to_keep, create=not read_only,
+            read_only=read_only, enable_async_checkpointing=async_save, **extra)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     # ------------------------------------------------------------------ queries

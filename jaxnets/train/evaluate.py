@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from jaxnets.data.transforms import normalize
 
 ParamTransform = Callable[[Mapping, Any], Mapping]

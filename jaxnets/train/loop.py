@@ -16,6 +16,7 @@ checkpoint on disk is the last good one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,12 @@ def _unpack(batch: Any) -> tuple[Any, Any, Any]:
         return batch.images, batch.labels, getattr(batch, "mask", None)
     images, labels, *rest = batch
     return images, labels, (rest[0] if rest else None)
+
+
+def _close(iterator: Any) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def steps_per_epoch(loader: Any) -> int | None:
@@ -161,6 +168,7 @@ def fit(
     ``<run_dir>/checkpoints`` at every ``checkpoint_every_epochs``-th epoch end and, when
     ``checkpoint_every`` is set, every that many global steps. ``resume``: None, ``"auto"``
     (the run folder's latest checkpoint, if any) or a folder (which must hold one).
+    ``mesh``: defaults to the train step's mesh; the state is replicated over it.
     ``on_step(state, info)`` runs after every step; ``on_epoch_end(state, row)`` after every
     epoch and may return True to stop (plateau killing, snapshots).
     Without ``run_dir`` nothing is written and ``resume`` must be a folder or None.
@@ -169,6 +177,7 @@ def fit(
     start_epoch, start_step, resumed_from = 0, 0, None
     epoch_sums: dict[str, float] = {}
     resume_dir = find_resume(resume, run_dir) if resume is not None else None
+    mesh = mesh if mesh is not None else getattr(train_step, "mesh", None)
     if mesh is not None:
         from jaxnets.train.parallel import replicate
 
@@ -217,14 +226,16 @@ def fit(
                 f"(epoch {epoch}): stopped{where}. Lower the learning rate or check the data.")
 
     try:
-        with ProgressBar(enabled=progress) as bar:
+        with ProgressBar(enabled=progress) as bar, contextlib.ExitStack() as stack:
             for epoch in range(start_epoch, epochs):
                 s0 = start_step if epoch == start_epoch else 0
                 meter = _Meter(epoch_sums if epoch == start_epoch else None)
                 bar.start(n_steps, f"epoch {epoch + 1}/{epochs}", completed=s0)
                 t_epoch = t_window = time.perf_counter()
                 images_window = images_epoch = 0
-                for step_in_epoch, batch in enumerate(loader.epoch(epoch, s0), start=s0):
+                batches = loader.epoch(epoch, s0)
+                stack.callback(_close, batches)  # stop a prefetch thread on an early exit
+                for step_in_epoch, batch in enumerate(batches, start=s0):
                     images, labels, mask = _unpack(batch)
                     state, metrics = train_step(state, images, labels, mask, transform_args)
                     global_step += 1
@@ -257,6 +268,7 @@ def fit(
                     for cb in on_step:
                         cb(state, {"epoch": epoch, "step_in_epoch": step_in_epoch + 1,
                                    "global_step": global_step})
+                _close(batches)
                 meter.pull()
                 check_finite(meter.epoch.sums, epoch)
                 elapsed = time.perf_counter() - t_epoch

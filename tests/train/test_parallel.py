@@ -96,3 +96,22 @@ def test_distributed_wrapper_is_a_noop_without_coordinator():
     assert maybe_initialize_distributed() is False
     with pytest.raises(JaxnetsError, match="--num-processes"):
         maybe_initialize_distributed("localhost:1234")
+
+
+def test_fit_on_four_devices_tracks_one_device():
+    from trainkit import digits_loader
+
+    from jaxnets.train import fit
+
+    results = []
+    for devices in (1, 4):
+        model, state = make_state(optax.sgd(0.05, momentum=0.9))
+        step = make_train_step(model, normalize=NORM, mesh=make_mesh(devices))
+        results.append(fit(state, step, digits_loader(64), epochs=1, log_every=0))
+    one, four = results
+    assert four.state.params["fc"]["kernel"].sharding.is_fully_replicated
+    np.testing.assert_allclose(one.history[0]["train_loss"], four.history[0]["train_loss"],
+                               rtol=1e-4)
+    for x, y in zip(jax.tree_util.tree_leaves(host(one.state)),
+                    jax.tree_util.tree_leaves(host(four.state)), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
