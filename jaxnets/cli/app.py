@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from jaxnets.cli import convert_cmd, models_cmd, train_cmd, validate_cmd
+from jaxnets.cli import convert_cmd, demo_cmd, models_cmd, train_cmd, validate_cmd
 
 app = typer.Typer(
     name="jaxnets",
@@ -25,6 +25,7 @@ app.command("info")(models_cmd.info)
 app.command("convert")(convert_cmd.convert)
 app.command("validate")(validate_cmd.validate)
 app.command("train")(train_cmd.train)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

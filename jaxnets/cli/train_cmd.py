@@ -9,6 +9,7 @@ decay and momentum.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,7 +25,6 @@ from jaxnets.cli.common import (
     QuietOpt,
     SeedOpt,
     VerboseOpt,
-    WeightsOpt,
     parse_classes,
     resolve_options,
 )
@@ -57,7 +57,7 @@ def train(
     snapshot_all_until: Annotated[int, typer.Option(help="Also snapshot every epoch before K.")] = 0,
     kill_plateaus: Annotated[bool, typer.Option(help="Stop when two consecutive evaluations have identical top-1.")] = False,
     train_acc: Annotated[bool, typer.Option(help="Also evaluate on the training set at snapshot epochs.")] = False,
-    pretrained: WeightsOpt = None,
+    pretrained: Annotated[Path | None, typer.Option("--pretrained", "--weights", "-w", help="Start from this checkpoint (PyTorch file, .npz or jaxnets folder).")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Evaluate on the test set and exit.")] = False,
     evaluate_train: Annotated[bool, typer.Option("--evaluate-train", help="Evaluate on the training set and exit.")] = False,
     unnormalize: Annotated[bool, typer.Option(help="No mean/std normalisation (pixels in [0,1]).")] = False,
@@ -113,6 +113,9 @@ def _check(opts: dict) -> None:
         raise JaxnetsError("--noise must be in (0, 1] for label noise, -1 for pixel shuffle, or 0")
     if opts["split"] and not 0 < opts["split"] < 1:
         raise JaxnetsError("--split must lie in (0, 1)")
+    if opts["noise"] == -1 and opts["augmentation"]:
+        raise JaxnetsError("pixel shuffle (--noise -1) with --augmentation is not supported yet: the original "
+                           "shuffles after cropping, which would need the shuffle inside the loader")
     if opts["precision"] not in ("fp32", "bf16"):
         raise JaxnetsError("--precision must be fp32 or bf16")
 
@@ -134,20 +137,24 @@ def build_sources(opts: dict):
         class_list = splits.subsample_classes(present, opts["subsample_classes"], shuffle=opts["shuffle"],
                                        seed=opts["class_sample_seed"])
         train_src, test_src = splits.relabel(train_src, class_list), splits.relabel(test_src, class_list)
+    n_classes = opts["num_classes"] or (len(class_list) if class_list else train_src.num_classes)
+    # Corruption draws over the training indices in dataset order, before any split (as the original).
+    full = train_src
+    train_idx = np.arange(len(full))
     val_src = None
     if opts["split"]:
-        tr, va = splits.validation_split(len(train_src), train_src.labels, opts["split"], shuffle=opts["shuffle"],
-                                  seed=opts["split_seed"], stratified=opts["stratified"])
-        val_src, train_src = Subset(train_src, va), Subset(train_src, tr)
-    n_classes = opts["num_classes"] or (len(class_list) if class_list else train_src.num_classes)
+        train_idx, val_idx = splits.validation_split(len(full), full.labels, opts["split"], shuffle=opts["shuffle"],
+                                                     seed=opts["split_seed"], stratified=opts["stratified"])
+        val_src = Subset(full, val_idx)
     if opts["noise"] > 0:
-        labels = corruption.noisy_labels(np.asarray(train_src.labels), opts["noise"], n_classes, opts["noise_seed"])
-        train_src = corruption.CorruptedSource(train_src, labels=labels)
+        labels = corruption.noisy_labels(np.asarray(full.labels), opts["noise"], n_classes, opts["noise_seed"],
+                                         train_indices=train_idx)
+        full = corruption.CorruptedSource(full, labels=labels)
     elif opts["noise"] == -1:
-        h, w = train_src.image_shape[:2]
-        perms = corruption.pixel_shuffle_permutations(len(train_src), np.ones(len(train_src), bool), h * w,
-                                           opts["noise_seed"])
-        train_src = corruption.CorruptedSource(train_src, pixel_perms=perms)
+        h, w = full.image_shape[:2]
+        perms = corruption.pixel_shuffle_permutations(len(full), train_idx, h * w, opts["noise_seed"])
+        full = corruption.CorruptedSource(full, pixel_perms=perms)
+    train_src = Subset(full, train_idx) if opts["split"] else full
     return train_src, val_src, test_src, n_classes, class_list
 
 

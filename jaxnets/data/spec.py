@@ -119,13 +119,26 @@ def _build(spec: DataSpec, split: str, cache: bool | None) -> Source:
     return CifarPythonSource(folder, split, variant)
 
 
+def _interleave_if_sorted(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Round-robin over classes (keeping each class's own order) when labels are sorted."""
+    if len(labels) < 2 or np.any(np.diff(labels) < 0) or labels[0] == labels[-1]:
+        return indices
+    rank = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(len(where))
+    return indices[np.lexsort((labels, rank))]
+
+
 def open_source(text: str, split: str = "test", *, limit: int | None = None,
                 classes: Sequence[int] | None = None, relabel: bool = False,
                 cache: bool | None = None) -> Source:
     """Open the data set named by ``text`` at ``split`` ('train', 'test' or 'val').
 
     ``classes`` keeps only those class ids (original ids unless ``relabel``, which maps them to
-    0..K-1 in the order given); ``limit`` then keeps the first N images in dataset order.
+    0..K-1 in the order given); ``limit`` then keeps the first N images in dataset order — except
+    where the data set is stored class by class (image folders), where it keeps the first N of
+    a round-robin over the classes, so a limited run still sees every class.
     ``cache`` is the image-folder decode cache switch (None = automatic).
     """
     spec = parse_data_spec(text)
@@ -152,7 +165,7 @@ def open_source(text: str, split: str = "test", *, limit: int | None = None,
     if limit is not None:
         if limit < 1:
             raise DataError(f"--limit must be at least 1 (got {limit})")
-        indices = indices[:limit]
+        indices = _interleave_if_sorted(indices, np.asarray(source.labels)[indices])[:limit]
     subset = Subset(source, indices, classes=kept, relabel=relabel and kept is not None)
     subset.spec = spec.text
     return subset

@@ -52,7 +52,8 @@ def test_forbidden_global_pickle(capsys, monkeypatch, tmp_path):
 
 
 def test_missing_checkpoint(capsys, monkeypatch, tmp_path):
-    code, _, err = run_cli(["convert", "resnet20", tmp_path / "missing.th", "--out", tmp_path / "o"], capsys, monkeypatch)
+    code, _, err = run_cli(["convert", "resnet20", tmp_path / "missing.th", "--out", tmp_path / "o"],
+                           capsys, monkeypatch)
     assert_one_line_error(code, err, "missing.th")
 
 
