@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +89,6 @@ def write_json(path: Path, data: Any) -> Path:
     tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
     tmp.replace(path)
     return path
-
-
-def write_config(run_dir: Path, command: str, options: Mapping[str, Any]) -> Path:
-    return write_json(run_dir / "config.json",
-                      {"command": command, "options": dict(options), "versions": versions()})
 
 
 def _jsonable(value: Any) -> Any:

@@ -168,8 +168,9 @@ def run_train(opts: dict) -> dict:
     from jaxnets.errors import JaxnetsError
     from jaxnets.io import save_variables
     from jaxnets.models.api import init_variables, load_weights, resolve
-    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_config, write_json
+    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
     from jaxnets.train.evaluate import evaluate as run_eval
+    from jaxnets.train.logging import write_config
     from jaxnets.train.loop import fit
     from jaxnets.train.state import TrainState
     from jaxnets.train.steps import make_train_step
@@ -204,7 +205,7 @@ def run_train(opts: dict) -> dict:
                      mesh=mesh, description=name)
         return {f"{name}_top1": r.top1, **({f"{name}_top5": r.top5} if r.top5 is not None else {})}
 
-    write_config(run_dir, "train", opts)
+    write_config(run_dir, opts, "train")
     if opts["evaluate"] or opts["evaluate_train"]:
         src, name = (test_src, "test") if opts["evaluate"] else (train_src, "train")
         result = evaluate_on(variables, src, name)

@@ -61,7 +61,8 @@ def run_validate(opts: dict) -> dict:
     from jaxnets.data.spec import open_source
     from jaxnets.data.transforms import normalization_for
     from jaxnets.models.api import init_variables, load_weights, resolve
-    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_config, write_json
+    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
+    from jaxnets.train.logging import write_config
     from jaxnets.ui import info, warn
 
     spec = resolve(opts["model"])
@@ -84,7 +85,7 @@ def run_validate(opts: dict) -> dict:
         variables = init_variables(spec, module, opts["seed"])
     else:
         variables = load_weights(spec, module, opts["weights"])
-    write_config(run_dir, "validate", opts)
+    write_config(run_dir, opts, "validate")
     mesh = _mesh(n_devices)
     loader = eval_loader(spec, source, opts["batch_size"])
     from jaxnets.train.evaluate import evaluate
