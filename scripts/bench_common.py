@@ -163,6 +163,46 @@ def header_lines(threads: int, *, argv: Sequence[str] | None = None,
     return lines
 
 
+# --------------------------------------------------------------------------- contention
+
+
+def _system_busy_ticks() -> int | None:
+    """Busy CPU ticks of the whole machine since boot (``/proc/stat``), None off Linux."""
+    first = _read("/proc/stat").split("\n", 1)[0].split()
+    if not first or first[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_ticks() -> int | None:
+    fields = _read("/proc/self/stat").rsplit(")", 1)[-1].split()
+    return int(fields[11]) + int(fields[12]) if len(fields) > 12 else None  # utime + stime
+
+
+class OtherLoad:
+    """CPU used by *other* processes while a block runs, in cores (0.0 = the machine was ours).
+
+    The load average lags by a minute; this is measured over exactly the timed repeats, so a
+    row disturbed by a neighbour's test run shows it. ``None`` where /proc is missing.
+    """
+
+    def __enter__(self) -> OtherLoad:
+        self.cores: float | None = None
+        self._t = time.perf_counter()
+        self._sys, self._own = _system_busy_ticks(), _own_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys_now, own_now = _system_busy_ticks(), _own_ticks()
+        elapsed = time.perf_counter() - self._t
+        if None in (self._sys, self._own, sys_now, own_now) or elapsed <= 0:
+            return
+        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        other = (sys_now - self._sys) - (own_now - self._own)
+        self.cores = max(0.0, other / hz / elapsed)
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -174,6 +214,7 @@ class Timing:
     steps: int
     items: int
     warmup_s: float = 0.0
+    other_load: float | None = None  # cores used by other processes during the repeats
     extra: dict = field(default_factory=dict)
 
     def rates(self) -> list[float]:
@@ -219,14 +260,37 @@ def measure(step: Callable[[], Any], sync: Callable[[Any], Any], *, items: int, 
             last = time.perf_counter() - t
         steps = max(1, math.ceil(min_time / max(last, 1e-9)))
     seconds = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        out = None
-        for _ in range(steps):
-            out = step()
-        sync(out)
-        seconds.append(time.perf_counter() - t)
-    return Timing(seconds=seconds, steps=steps, items=items, warmup_s=warmup_s)
+    with OtherLoad() as other:
+        for _ in range(max(1, repeats)):
+            t = time.perf_counter()
+            out = None
+            for _ in range(steps):
+                out = step()
+            sync(out)
+            seconds.append(time.perf_counter() - t)
+    return Timing(seconds=seconds, steps=steps, items=items, warmup_s=warmup_s,
+                  other_load=other.cores)
+
+
+def measure_when_quiet(step: Callable[[], Any], sync: Callable[[Any], Any], *,
+                       max_other: float = 0.3, retries: int = 2, wait: float = 20.0,
+                       **kwargs: Any) -> Timing:
+    """:func:`measure`, repeated (after ``wait`` s) while other processes used more than
+    ``max_other`` cores during the repeats; returns the least disturbed attempt. On a shared
+    machine a neighbour's burst skews one side only, which a ratio cannot hide."""
+    best: Timing | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            print(f"  (other processes used {best.other_load:.2f} cores; measuring again in "
+                  f"{wait:.0f} s)", file=sys.stderr, flush=True)
+            time.sleep(wait)
+        t = measure(step, sync, **kwargs)
+        if best is None or (t.other_load or 0.0) < (best.other_load or 0.0):
+            best = t
+        if best.other_load is None or best.other_load <= max_other:
+            break
+    assert best is not None
+    return best
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

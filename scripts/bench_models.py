@@ -101,6 +101,8 @@ class Row:
     compile_s: float
     jax_steps: int
     torch_steps: int | None
+    jax_other: float | None = None  # cores other processes used while each side was timed
+    torch_other: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -130,7 +132,8 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
     # Same weights on both sides: the reference's random init, converted strictly.
     torch.manual_seed(args.seed)
     ref = torch_reference(spec.name)
-    state_dict = {k: v.detach().cpu().numpy() for k, v in ref.state_dict().items()}
+    # copies: JAX may alias host memory, and the donated train state must not be torch's
+    state_dict = {k: v.detach().cpu().numpy().copy() for k, v in ref.state_dict().items()}
     variables = state_dict_to_variables(state_dict, abstract_variables(spec, module), spec.keymap,
                                         model_name=spec.name)
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
@@ -150,7 +153,8 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
         return x_t.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
 
     timing = dict(repeats=args.repeats, warmup=args.warmup, steps=args.steps,
-                  min_time=args.min_time, items=batch)
+                  min_time=args.min_time, items=batch, max_other=args.max_other_load,
+                  retries=args.retries, wait=args.retry_wait)
     rows: list[Row] = []
     info: dict[str, Any] = {"model": spec.name}
 
@@ -169,7 +173,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
                                                valid)
             return logits
 
-        jt = bc.measure(jax_eval, jax.block_until_ready, **timing)
+        jt = bc.measure_when_quiet(jax_eval, jax.block_until_ready, **timing)
         jax_logits = np.asarray(jax_eval())
 
         ref.eval()
@@ -178,13 +182,14 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
             with torch.inference_mode():
                 return ref(torch_input())
 
-        tt = None if args.no_torch else bc.measure(torch_eval, lambda out: out, **timing)
+        tt = None if args.no_torch else bc.measure_when_quiet(torch_eval, lambda out: out, **timing)
         if not args.no_torch:
             info["eval_max_abs_logit_diff"] = float(
                 np.max(np.abs(jax_logits - torch_eval().numpy())))
         rows.append(Row(spec.name, size, batch, "eval", jt.median_rate, jt.spread,
                         tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
-                        jt.steps, tt.steps if tt else None))
+                        jt.steps, tt.steps if tt else None, jt.other_load,
+                        tt.other_load if tt else None))
         del compiled, carry
 
     if "train" in args.modes:
@@ -200,7 +205,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
             holder["state"], metrics = compiled(holder["state"], images, labels, mask, None)
             return metrics
 
-        jt = bc.measure(jax_train, lambda m: jax.block_until_ready((m, holder["state"])), **timing)
+        jt = bc.measure_when_quiet(jax_train, lambda m: jax.block_until_ready((m, holder["state"])), **timing)
         info["jax_final_loss"] = float(jax_train()["loss"])
 
         ref.train()
@@ -214,12 +219,13 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
             opt.step()
             return loss
 
-        tt = None if args.no_torch else bc.measure(torch_train, lambda out: out.item(), **timing)
+        tt = None if args.no_torch else bc.measure_when_quiet(torch_train, lambda out: out.item(), **timing)
         if not args.no_torch:
             info["torch_final_loss"] = float(torch_train().item())
         rows.append(Row(spec.name, size, batch, "train", jt.median_rate, jt.spread,
                         tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
-                        jt.steps, tt.steps if tt else None))
+                        jt.steps, tt.steps if tt else None, jt.other_load,
+                        tt.other_load if tt else None))
         del compiled, holder
     return rows, info
 
@@ -227,20 +233,30 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
 # --------------------------------------------------------------------------- output
 
 HEADERS = ("model", "input", "batch", "step", "jaxnets img/s", "PyTorch img/s",
-           "jaxnets / PyTorch", "jaxnets compile s", "steps/repeat (jax, torch)")
-ALIGN = ("l", "r", "r", "l", "r", "r", "r", "r", "r")
+           "jaxnets / PyTorch", "jaxnets compile s", "steps/repeat (jax, torch)",
+           "other procs, cores (jax, torch)")
+ALIGN = ("l", "r", "r", "l", "r", "r", "r", "r", "r", "r")
+
+
+def _cores(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
 
 
 def table_rows(rows: Sequence[Row]) -> list[list[str]]:
     return [[r.model, f"{r.size} px", str(r.batch), r.mode, bc.fmt_rate(r.jax_rate, r.jax_spread),
              bc.fmt_rate(r.torch_rate, r.torch_spread), bc.fmt_ratio(r.ratio),
-             f"{r.compile_s:.1f}", f"{r.jax_steps}, {r.torch_steps or '—'}"] for r in rows]
+             f"{r.compile_s:.1f}", f"{r.jax_steps}, {r.torch_steps or '—'}",
+             f"{_cores(r.jax_other)}, {_cores(r.torch_other)}"] for r in rows]
 
 
 def notes(args: argparse.Namespace, infos: Sequence[dict]) -> list[str]:
     out = [
         f"Median of {args.repeats} timed repeats after {args.warmup} warm-up step(s); "
-        "±% is half the min–max range of the repeats. Ratio > 1 means jaxnets is faster.",
+        "±% is half the min–max range of the repeats. Ratio > 1 means jaxnets is faster. "
+        "'other procs' is the CPU other processes used while each side was timed (from "
+        "/proc/stat; with 2 threads, anything near 1 means a core was taken): PyTorch's "
+        "OpenMP kernels slow down far more than XLA's pool when a core is taken, so rows "
+        "with other load > 0.3 are not a fair comparison.",
         "eval: jitted uint8 → normalise → forward → top-1/5 counts (jaxnets) vs "
         "`model.eval()` + `torch.inference_mode()` with the same normalisation (PyTorch, "
         "eager, NCHW, fp32). train: `make_train_step` (donated state, BN train mode, CE) vs "
@@ -295,6 +311,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both frameworks (default: every CPU this process may use)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-other-load", type=float, default=0.3,
+                   help="re-measure when other processes used more CPU cores than this")
+    p.add_argument("--retries", type=int, default=2, help="re-measurements on a busy machine")
+    p.add_argument("--retry-wait", type=float, default=20.0, help="seconds before re-measuring")
     p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS (recorded)")
     p.add_argument("--no-torch", action="store_true", help="time jaxnets only")
     p.add_argument("--quick", action="store_true",
@@ -305,7 +325,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
     if args.quick:
-        args.repeats, args.warmup, args.steps = 1, 1, 1
+        args.repeats, args.warmup, args.steps, args.retries = 1, 1, 1, 0
         args.batch = args.batch or "2"
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(args.modes) <= {"eval", "train"} or not args.modes:
