@@ -3,8 +3,8 @@
 The batch is sharded along its first axis (``NamedSharding(mesh, P("data"))``), the train
 state is replicated (``P()``); XLA inserts the gradient all-reduce, and batch-norm statistics
 are computed over the *global* batch (synchronised BN) because the mean over the sharded
-axis is a global reduction. This is what ``pmap`` training used to mean — ``jax.pmap``,
-``replicate`` and ``device_put_replicated`` are legacy and not used here.
+axis is a global reduction. This is what pmap-style training means today; the legacy
+per-device APIs (see DESIGN.md) are not used.
 
 Multi-host: call :func:`maybe_initialize_distributed` first on every host (same coordinator
 address, ``num_processes``, each its own ``process_id``); ``make_mesh("auto")`` then spans all
