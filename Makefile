@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 is the CPU wheel the project's machines carry; the extra's range accepts it.
 	$(BIN)/pip install -q "torch==2.13.0" || true
-	$(BIN)/pip install -q -e ".[torch,dev]"
+	$(BIN)/pip install -q -e ".[torch,dev,umap,tensorboard]"
 	touch $(STAMP)
 
 demo: $(STAMP)

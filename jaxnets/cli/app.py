@@ -10,7 +10,18 @@ import sys
 
 import typer
 
-from jaxnets.cli import convert_cmd, demo_cmd, models_cmd, train_cmd, validate_cmd
+from jaxnets.cli import (
+    convert_cmd,
+    decompose_cmd,
+    demo_cmd,
+    hyperplanes_cmd,
+    models_cmd,
+    probe_cmd,
+    seam_cmd,
+    train_cmd,
+    validate_cmd,
+    wfn_cmd,
+)
 
 app = typer.Typer(
     name="jaxnets",
@@ -26,6 +37,9 @@ app.command("convert")(convert_cmd.convert)
 app.command("validate")(validate_cmd.validate)
 app.command("train")(train_cmd.train)
 app.command("demo")(demo_cmd.demo)
+# Each method module adds its own commands (a flat command or a sub-app such as `jaxnets wfn …`).
+for _module in (decompose_cmd, wfn_cmd, probe_cmd, seam_cmd, hyperplanes_cmd):
+    _module.register(app)
 
 
 def main() -> None:

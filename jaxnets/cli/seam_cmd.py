@@ -1,0 +1,9 @@
+"""CLI commands of the seam method (filled in by its issue)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this method's commands to the top-level app."""
