@@ -6,8 +6,8 @@ module's random init converted through ``converters.convert``), the same uint8 b
 batch size and the same thread count (CPU affinity pinned to T CPUs before either library is
 imported; ``torch.set_num_threads(T)``; XLA sizes its pool from the affinity).
 
-- eval: jaxnets' jitted eval step (``jaxnets.train.evaluate.make_eval_step``: uint8 → normalise
-  → forward → top-1/top-5 counts, all inside one jit) vs PyTorch ``model.eval()`` under
+- eval: jaxnets' jitted eval step (``jaxnets.train.steps.make_eval_step``: uint8 → normalise
+  → forward → logits, top-1/top-5 flags, all inside one jit) vs PyTorch ``model.eval()`` under
   ``torch.inference_mode()`` with the same normalisation in the timed region.
 - train: ``jaxnets.train.steps.make_train_step`` on a ``jaxnets.train.state.TrainState``
   (state donated, BN in train mode, cross-entropy) vs PyTorch ``model.train()``,
@@ -120,9 +120,8 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
     from converters.convert import state_dict_to_variables
     from jaxnets.models.api import abstract_variables
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
-    from jaxnets.train.evaluate import make_eval_step
     from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_train_step
+    from jaxnets.train.steps import make_eval_step, make_train_step
 
     spec = get_spec(name)
     module = spec.create()
@@ -159,19 +158,12 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
     info: dict[str, Any] = {"model": spec.name}
 
     if "eval" in args.modes:
-        eval_step = make_eval_step(module, np.asarray(mean, np.float32),
-                                   np.asarray(std, np.float32), spec.num_classes)
-        counts0 = {"correct": jnp.zeros(spec.num_classes, jnp.int32),
-                   "total": jnp.zeros(spec.num_classes, jnp.int32),
-                   "top5": jnp.zeros((), jnp.int32)}
+        eval_step = make_eval_step(module, normalize=(mean, std))
         compiled, compile_s = bc.timed(
-            lambda: eval_step.lower(variables, None, counts0, images, labels, valid).compile())
-        carry = {"counts": counts0}
+            lambda: eval_step.jitted.lower(variables, images, labels, valid, None).compile())
 
         def jax_eval() -> Any:
-            carry["counts"], logits = compiled(variables, None, carry["counts"], images, labels,
-                                               valid)
-            return logits
+            return compiled(variables, images, labels, valid, None)["logits"]
 
         jt = bc.measure_when_quiet(jax_eval, jax.block_until_ready, **timing)
         jax_logits = np.asarray(jax_eval())
@@ -190,7 +182,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
                         tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
                         jt.steps, tt.steps if tt else None, jt.other_load,
                         tt.other_load if tt else None))
-        del compiled, carry
+        del compiled
 
     if "train" in args.modes:
         tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),  # PyTorch's coupled decay
@@ -323,6 +315,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=bc.DEFAULT_DOC, help="default: %(default)s")
     p.add_argument("--note", default="", help="a line added to the recorded section")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    p.add_argument("--epoch-data", default=None,
+                   help="image folder with train/<class>/ (e.g. the JPEG CIFAR-10): also time full "
+                        "training epochs, jaxnets vs a PyTorch loop (see bench_epoch.py)")
+    p.add_argument("--epoch-models", default="resnet20", help="models for --epoch-data")
+    p.add_argument("--epoch-limit", type=int, default=None,
+                   help="train on the first N images only (default: the whole train split)")
+    p.add_argument("--epoch-batch", type=int, default=128)
+    p.add_argument("--epoch-devices", default="1",
+                   help="jaxnets device counts to time, e.g. 1,4 (fake CPU devices beyond 1)")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup, args.steps, args.retries = 1, 1, 1, 0
@@ -342,10 +343,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     bc.set_torch_threads(threads)
+    epoch_devices = [int(d) for d in args.epoch_devices.split(",") if d.strip()]
+    if args.epoch_data and max(epoch_devices) > 1:
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", max(epoch_devices))
 
     from jaxnets.models.registry import get_spec, model_names
 
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else []
     if args.all:
         names += [n for n in ALL_EXTRA if n in model_names() and n not in names]
     all_batch, per_batch = parse_batch(args.batch)
@@ -363,6 +369,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += model_rows
         infos.append(info)
 
+    epoch_rows = []
+    if args.epoch_data:
+        import bench_epoch
+
+        for name in [n.strip() for n in args.epoch_models.split(",") if n.strip()]:
+            for devices in epoch_devices:
+                print(f"… epoch {name}: jaxnets on {devices} device(s)", file=sys.stderr, flush=True)
+                epoch_rows.append(bench_epoch.jaxnets_epoch(name, args.epoch_data, args.epoch_batch,
+                                                            args.epoch_limit, devices, args.seed))
+                gc.collect()
+            if not args.no_torch:
+                print(f"… epoch {name}: PyTorch", file=sys.stderr, flush=True)
+                epoch_rows.append(bench_epoch.torch_epoch(name, args.epoch_data, args.epoch_batch,
+                                                          args.epoch_limit, args.seed))
+                gc.collect()
+
     load_after = bc.load_average()
     import jax
 
@@ -372,8 +394,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["Note"] = args.note
     header = bc.header_lines(threads, load_before=load_before, load_after=load_after,
                              extra=extra)
-    body = bc.markdown_table(HEADERS, table_rows(rows), ALIGN)
-    note_lines = notes(args, infos)
+    body = bc.markdown_table(HEADERS, table_rows(rows), ALIGN) if rows else ""
+    note_lines = notes(args, infos) if rows else []
+    if epoch_rows:
+        import bench_epoch
+
+        epoch_table = bc.markdown_table(bench_epoch.HEADERS, bench_epoch.table_rows(epoch_rows),
+                                        bench_epoch.ALIGN)
+        body = (body + "\n\n" if body else "") + "Full training epochs:\n\n" + epoch_table
+        note_lines.append(
+            f"Epochs: train split of {args.epoch_data} (limit {args.epoch_limit or 'none'}), batch "
+            f"{args.epoch_batch}, SGD lr 0.1 momentum 0.9 wd 5e-4, flip + crop; jaxnets = train_loader "
+            "(prefetch thread) + jitted donated step, first-batch compile excluded; PyTorch = "
+            "the same numpy augmentation in the loop, eager NCHW fp32. Devices > 1 are fake CPU "
+            "devices sharing the same cores (data-parallel overhead, not a speed-up).")
     print("\n".join(header) + "\n\n" + body + "\n\n" + "\n".join(note_lines))
     if args.json:
         args.json.write_text(json.dumps(
@@ -381,9 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "threads": threads, "machine": bc.machine_info(),
              "versions": bc.library_versions()}, indent=2) + "\n")
     if args.record:
-        path = bc.append_table(f"bench_models.py — jaxnets vs PyTorch ({threads} thread(s))",
-                               HEADERS, table_rows(rows), align=ALIGN, header=header,
-                               notes=note_lines, path=args.doc)
+        path = bc.append_section(f"bench_models.py — jaxnets vs PyTorch ({threads} thread(s))",
+                                 ["\n".join(header), body, "\n".join(note_lines)], path=args.doc)
         print(f"recorded in {path}", file=sys.stderr)
     return 0
 

@@ -58,3 +58,20 @@ def test_bench_models_quick(tmp_path: Path) -> None:
     recorded = doc.read_text()
     assert "bench_models.py" in recorded and "| resnet20 | 32 px | 2 | train |" in recorded
     assert "**Versions:**" in recorded and "**Command:**" in recorded
+
+
+def test_bench_models_epoch_smoke(tmp_path: Path, cifar_jpeg: Path) -> None:
+    """The full-epoch mode on 64 JPEG images, 1 and 2 fake devices, plus the PyTorch loop."""
+    pytest.importorskip("torch")
+    doc = tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_models.py"), "--models", "", "--threads", "1",
+         "--epoch-data", str(cifar_jpeg), "--epoch-limit", "64", "--epoch-batch", "16",
+         "--epoch-devices", "1,2", "--record", "--doc", str(doc)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| resnet20 |")]
+    assert [(r.split("|")[2].strip(), r.split("|")[3].strip()) for r in rows] == [
+        ("jaxnets", "1"), ("jaxnets", "2"), ("PyTorch", "1")]
+    assert all(r.split("|")[4].strip() == "64" for r in rows)  # 64 images, drop_last exact
+    assert "Full training epochs" in doc.read_text()

@@ -18,10 +18,13 @@ from jaxnets.cli.common import (
     BatchOpt,
     ClassesOpt,
     ConfigOpt,
+    CoordinatorOpt,
     DataOpt,
     DevicesOpt,
     LimitOpt,
+    NumProcessesOpt,
     OutOpt,
+    ProcessIdOpt,
     QuietOpt,
     SeedOpt,
     VerboseOpt,
@@ -71,6 +74,9 @@ def train(
     out: OutOpt = None,
     seed: SeedOpt = 0,
     devices: DevicesOpt = "1",
+    coordinator: CoordinatorOpt = None,
+    num_processes: NumProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
@@ -177,6 +183,10 @@ def run_train(opts: dict) -> dict:
     from jaxnets.ui import info, warn
 
     _check(opts)
+    if opts.get("coordinator") or opts.get("num_processes") is not None:
+        from jaxnets.train.parallel import maybe_initialize_distributed
+
+        maybe_initialize_distributed(opts.get("coordinator"), opts.get("num_processes"), opts.get("process_id"))
     spec = resolve(opts["model"])
     n_devices = parse_devices(opts["devices"])
     mesh = None

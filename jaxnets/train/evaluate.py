@@ -1,7 +1,7 @@
 """Evaluation over a loader: top-1/top-5 and per-class accuracy, optional logits.
 
-One jitted step per batch; the padded tail of the last batch is excluded through the loader's
-validity mask; counts accumulate on the device and are fetched once at the end.
+One jitted step per batch (``jaxnets.train.steps.make_eval_step``); the padded tail of the last
+batch is excluded through the loader's validity mask; results are fetched once at the end.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-
-from jaxnets.data.transforms import normalize
 
 ParamTransform = Callable[[Mapping, Any], Mapping]
 
@@ -50,80 +47,60 @@ class EvalResult:
         }
 
 
-def make_eval_step(module: Any, mean: Any, std: Any, num_classes: int,
-                   param_transform: ParamTransform | None = None) -> Callable:
-    """A jitted ``step(variables, transform_args, counts, images, labels, mask)``.
-
-    ``counts`` is a dict of device arrays accumulated across steps (donated).
-    """
-
-    def step(variables, transform_args, counts, images, labels, mask):
-        if param_transform is not None:
-            variables = {**variables, "params": param_transform(variables["params"], transform_args)}
-        x = normalize(images, mean, std)
-        logits = module.apply(variables, x, train=False).astype(jnp.float32)
-        top1 = jnp.argmax(logits, axis=-1) == labels
-        k = min(5, logits.shape[-1])
-        topk = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
-        valid = mask.astype(jnp.int32)
-        new = {
-            "correct": counts["correct"] + jax.ops.segment_sum(top1 * valid, labels, num_classes),
-            "total": counts["total"] + jax.ops.segment_sum(valid, labels, num_classes),
-            "top5": counts["top5"] + jnp.sum(topk * valid),
-        }
-        return new, logits
-
-    return jax.jit(step, donate_argnums=(2,))
-
-
 def evaluate(
     module: Any, variables: Mapping, loader: Any, mean: Any, std: Any, num_classes: int, *,
     param_transform: ParamTransform | None = None, transform_args: Any = None,
     keep_logits: bool = False, mesh: Any = None, description: str = "eval",
 ) -> EvalResult:
-    """Run the model over every batch of ``loader.epoch(0)``."""
+    """Run the model over every batch of ``loader.epoch(0)``.
+
+    The step is :func:`jaxnets.train.steps.make_eval_step` (one eval step in the project); its
+    per-example outputs stay on the device until the end, so no step waits for the host.
+    """
     from jaxnets.ui import progress
 
-    step = _cached_step(module, tuple(np.ravel(mean)), tuple(np.ravel(std)), num_classes,
-                        param_transform)
-    put = _placer(mesh)
+    step = _cached_step(module, tuple(float(v) for v in np.ravel(mean)),
+                        tuple(float(v) for v in np.ravel(std)), param_transform, mesh)
     if mesh is not None:
-        variables = jax.device_put(variables, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    counts = {"correct": jnp.zeros(num_classes, jnp.int32), "total": jnp.zeros(num_classes, jnp.int32),
-              "top5": jnp.zeros((), jnp.int32)}
-    kept: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+        from jaxnets.train.parallel import replicate
+
+        variables = replicate(mesh, variables)
+    else:
+        variables = jax.device_put(variables)  # once, not per batch
+    outputs: list[tuple[dict, np.ndarray, np.ndarray | None]] = []
     with progress(description, loader.steps_per_epoch) as advance:
         for batch in loader.epoch(0):
-            images, labels, mask = put(batch.images), put(batch.labels), put(batch.mask)
-            counts, logits = step(variables, transform_args, counts, images, labels, mask)
-            if keep_logits:
-                kept.append((logits, batch.labels, batch.mask, batch.indices))
+            out = step(variables, batch.images, batch.labels, batch.mask, transform_args)
+            if not keep_logits:
+                out = {k: out[k] for k in ("correct", "correct_topk", "mask")}
+            outputs.append((out, np.asarray(batch.labels), batch.indices))
             advance()
-    counts = jax.device_get(counts)
-    correct_pc, total_pc = np.asarray(counts["correct"]), np.asarray(counts["total"])
-    n = int(total_pc.sum())
-    correct = int(correct_pc.sum())
+    fetched = jax.device_get([o for o, _, _ in outputs])
+    labels = np.concatenate([lab for _, lab, _ in outputs]) if outputs else np.zeros(0, np.int64)
+    valid = np.concatenate([f["mask"] for f in fetched]) if fetched else np.zeros(0, bool)
+    top1 = np.concatenate([f["correct"] for f in fetched]) if fetched else np.zeros(0, bool)
+    topk = np.concatenate([f["correct_topk"] for f in fetched]) if fetched else np.zeros(0, bool)
+    labels_valid = labels[valid].astype(np.int64)
+    correct_pc = np.bincount(labels_valid[top1[valid]], minlength=num_classes)[:num_classes]
+    total_pc = np.bincount(labels_valid, minlength=num_classes)[:num_classes]
+    n = int(valid.sum())
+    correct = int(top1.sum())
     result = EvalResult(
         top1=correct / n if n else float("nan"),
-        top5=int(counts["top5"]) / n if n and num_classes > 5 else None,
+        top5=int(topk.sum()) / n if n and num_classes > 5 else None,
         n=n, correct=correct, per_class_correct=correct_pc, per_class_total=total_pc,
     )
-    if keep_logits and kept:
-        m = np.concatenate([k[2] for k in kept])
-        result.logits = np.concatenate([np.asarray(k[0]) for k in kept])[m]
-        result.labels = np.concatenate([k[1] for k in kept])[m]
-        result.indices = np.concatenate([k[3] for k in kept])[m]
+    if keep_logits and fetched:
+        result.logits = np.concatenate([f["logits"] for f in fetched])[valid]
+        result.labels = labels[valid]
+        result.indices = np.concatenate([ind for _, _, ind in outputs])[valid]
     return result
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_step(module, mean, std, num_classes, param_transform):
-    return make_eval_step(module, np.asarray(mean, np.float32), np.asarray(std, np.float32),
-                          num_classes, param_transform)
+def _cached_step(module: Any, mean: tuple, std: tuple, param_transform: ParamTransform | None,
+                 mesh: Any) -> Any:
+    # One compiled step per (model, normalisation, transform, mesh): repeated evaluations reuse it.
+    from jaxnets.train.steps import make_eval_step
 
-
-def _placer(mesh: Any) -> Callable:
-    if mesh is None:
-        return jnp.asarray
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return lambda x: jax.device_put(x, sharding)
+    return make_eval_step(module, normalize=(mean, std), param_transform=param_transform, mesh=mesh)

@@ -81,10 +81,12 @@ def shard_batch(mesh: Mesh, *arrays: Any) -> tuple[Any, ...]:
             out.append(a)
             continue
         if jax.process_count() > 1:
-            # Each host holds its own slice of the global batch.
-            local = np.asarray(a)
-            global_n = local.shape[0] * jax.process_count()
-            check_divisible(global_n, mesh)
+            # Every host runs the same seeded loader, so each sees the whole global batch and keeps
+            # its own contiguous slice (the mesh orders devices by process).
+            full = np.asarray(a)
+            check_divisible(full.shape[0], mesh)
+            k = full.shape[0] // jax.process_count()
+            local = full[jax.process_index() * k:(jax.process_index() + 1) * k]
             out.append(jax.make_array_from_process_local_data(sharding, local))
         else:
             check_divisible(np.shape(a)[0], mesh)

@@ -115,3 +115,25 @@ def test_fit_on_four_devices_tracks_one_device():
     for x, y in zip(jax.tree_util.tree_leaves(host(one.state)),
                     jax.tree_util.tree_leaves(host(four.state)), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
+
+
+def test_multihost_batch_slicing(monkeypatch) -> None:
+    """With several processes every host holds the global batch and keeps its own slice."""
+    import jax
+
+    from jaxnets.train import parallel
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    monkeypatch.setattr(jax, "make_array_from_process_local_data", lambda sharding, local: local)
+    (out,) = parallel.shard_batch(parallel.make_mesh(2), np.arange(8))
+    np.testing.assert_array_equal(out, np.arange(4, 8))
+
+
+def test_coordinator_needs_process_arguments() -> None:
+    from jaxnets.errors import JaxnetsError
+    from jaxnets.train.parallel import maybe_initialize_distributed
+
+    assert maybe_initialize_distributed() is False
+    with pytest.raises(JaxnetsError, match="--num-processes"):
+        maybe_initialize_distributed("localhost:1234")
