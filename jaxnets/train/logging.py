@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxnets.ui import ProgressBar  # noqa: F401  (re-exported: the training loop's bar)
+
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 CONFIG_JSON = "config.json"
@@ -162,61 +164,3 @@ def _tensorboard_writer(log_dir: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(logdir=str(log_dir))
-
-
-class ProgressBar:
-    """A rich progress bar with loss / accuracy / images-per-second; disabled off a TTY."""
-
-    def __init__(self, enabled: bool | None = None, description: str = "train"):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        from jaxnets.ui import show_progress
-
-        # Same rule as every other bar: on a terminal and not --quiet.
-        self.enabled = show_progress() if enabled is None else enabled
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-            console=Console(stderr=True), disable=not self.enabled, transient=False)
-        self._task: Any = None
-        self._description = description
-
-    def start(self, total: int | None, description: str | None = None,
-              completed: int = 0) -> None:
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(description or self._description, total=total,
-                                             completed=completed, stats="")
-
-    def advance(self, n: int = 1, **stats: float) -> None:
-        if self._task is None:
-            return
-        text = "  ".join(_fmt(k, v) for k, v in stats.items())
-        if text:
-            self._progress.update(self._task, advance=n, stats=text)
-        else:
-            self._progress.update(self._task, advance=n)
-
-    def __enter__(self) -> ProgressBar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._progress.stop()
-
-
-def _fmt(key: str, value: float) -> str:
-    if key in ("acc", "accuracy"):
-        return f"{key} {100 * value:.2f}%"
-    if key in ("img/s", "images_per_sec"):
-        return f"{value:,.0f} img/s"
-    return f"{key} {value:.4g}"
-
