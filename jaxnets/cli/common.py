@@ -18,6 +18,7 @@ CoordinatorOpt = Annotated[str | None, typer.Option(help="Multi-host: host:port 
 NumProcessesOpt = Annotated[int | None, typer.Option(help="Multi-host: number of processes (hosts).")]
 ProcessIdOpt = Annotated[int | None, typer.Option(help="Multi-host: this process's id in [0, --num-processes).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of option values; command-line flags override it.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Resolve the options (flags over --config), print them as JSON and exit without running.")]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output (-vv for debug).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final result.")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data spec: digits | cifar10:DIR | cifar100:DIR | cifar10-py:DIR | imagefolder:DIR | tfds:NAME.")]
@@ -61,6 +62,12 @@ def resolve_options(ctx: typer.Context, values: dict[str, Any], section: str) ->
     from jaxnets.ui import set_verbosity
 
     set_verbosity(out.get("verbose", 0) or 0, bool(out.get("quiet", False)))
+    if out.get("dry_run"):
+        import json
+
+        shown = {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items() if k != "dry_run"}
+        print(json.dumps({"command": section, "options": shown}, indent=2, default=str))
+        raise typer.Exit(0)
     return out
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jaxnets.cli.common import ConfigOpt, OutOpt, QuietOpt, VerboseOpt, resolve_options
+from jaxnets.cli.common import ConfigOpt, DryRunOpt, OutOpt, QuietOpt, VerboseOpt, resolve_options
 
 SCHEMA = "jaxnets.convert/1"
 
@@ -20,6 +20,7 @@ def convert(
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the registry's).")] = None,
     out: OutOpt = None,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:

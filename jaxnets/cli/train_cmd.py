@@ -21,6 +21,7 @@ from jaxnets.cli.common import (
     CoordinatorOpt,
     DataOpt,
     DevicesOpt,
+    DryRunOpt,
     LimitOpt,
     NumProcessesOpt,
     OutOpt,
@@ -78,6 +79,7 @@ def train(
     num_processes: NumProcessesOpt = None,
     process_id: ProcessIdOpt = None,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
