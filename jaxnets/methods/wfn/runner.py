@@ -1,0 +1,417 @@
+"""The WFN schedule (spec §2.2): fine-tune → test → cluster → write back → checkpoint, per round.
+
+``run_wfn(opts)`` is the plain runner behind ``jaxnets wfn run`` (and the demo): it takes an
+options dict (missing keys get :data:`DEFAULTS`) and returns a dict of headline numbers. The
+run folder holds ``config.json``, ``metrics.jsonl`` (+ csv, TensorBoard), ``results.json``,
+``rounds/round_XX`` (one jaxnets checkpoint per round: params, batch_stats, codebook values and
+the flat assignment; resume continues at the next round exactly), ``final_model`` (jaxnets),
+``final_model.pth`` (PyTorch state_dict), ``final_model.wfn.npz`` (compact) and PNG plots.
+
+Determinism: round t trains with a fresh optimiser and the PRNG key ``fold_in(key(seed), t)``;
+the loader's epoch index is global (epochs of earlier rounds come first), so a run resumed from
+any round reproduces the uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxnets.errors import JaxnetsError
+from jaxnets.methods.wfn.candidates import ZERO_DISTANCE
+from jaxnets.methods.wfn.clustering import (
+    CALCULATION_TYPES,
+    check_percentages,
+    cluster,
+    threshold_schedule,
+)
+
+DEFAULT_PERCENTAGES = (0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0)
+RESULTS_SCHEMA = "jaxnets.wfn/1"
+
+DEFAULTS: dict[str, Any] = {
+    "model": "digits_cnn", "weights": None, "data": "digits", "limit": None, "test_limit": None,
+    "batch_size": 128, "distance_allowed": 0.0075, "percentages": DEFAULT_PERCENTAGES,
+    "calculation_type": "relative", "zero_distance": ZERO_DISTANCE, "regularisation_ratio": 0.4,
+    "bn_inc": False, "first_epoch": 0, "fixing_epochs": 3, "optimizer": "adam", "lr": 2e-5,
+    "distance_schedule": "linear", "augment": False, "pretrain_epochs": 0, "pretrain_lr": 3e-3,
+    "resume": None, "out": None, "seed": 0, "devices": "1", "normalize": None,
+    "experiment_name": "wfn", "export": True, "plots": True, "tensorboard": True,
+    "progress": None, "windowed": True, "scheduler": "None",
+}
+
+
+def parse_percentages(value: Any) -> list[float]:
+    """"0.3,0.6,1.0", "0.3 0.6 1.0" or a list → checked floats."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace(",", " ").split() if p]
+        try:
+            value = [float(p) for p in parts]
+        except ValueError:
+            raise JaxnetsError(f"--percentages must be numbers, got {value!r}") from None
+    return check_percentages(list(value))
+
+
+def check_options(opts: dict) -> dict:
+    """Fill defaults and reject bad input before anything heavy runs."""
+    unknown = sorted(set(opts) - set(DEFAULTS))
+    if unknown:
+        raise JaxnetsError(f"unknown WFN option(s): {', '.join(unknown)}")
+    o = {**DEFAULTS, **{k: v for k, v in opts.items() if v is not None or k in ("weights", "resume", "out")}}
+    delta = float(o["distance_allowed"])
+    if not math.isfinite(delta) or delta < 0:
+        raise JaxnetsError(f"--distance-allowed must be ≥ 0, got {o['distance_allowed']}")
+    o["distance_allowed"] = delta
+    o["percentages"] = parse_percentages(o["percentages"])
+    o["calculation_type"] = str(o["calculation_type"]).lower().replace("euclidian", "euclidean")
+    if o["calculation_type"] not in CALCULATION_TYPES:
+        raise JaxnetsError(f"--calculation-type must be relative or euclidean, got "
+                           f"{opts.get('calculation_type')!r}")
+    o["optimizer"] = str(o["optimizer"]).lower()
+    if o["optimizer"] not in ("adam", "sgd"):
+        raise JaxnetsError(f"--optimizer must be adam or sgd, got {opts.get('optimizer')!r}")
+    if not float(o["zero_distance"]) > 0:
+        raise JaxnetsError(f"--zero-distance must be > 0, got {o['zero_distance']}")
+    for key in ("first_epoch", "fixing_epochs", "pretrain_epochs"):
+        if int(o[key]) < 0:
+            raise JaxnetsError(f"--{key.replace('_', '-')} must be ≥ 0, got {o[key]}")
+    if float(o["regularisation_ratio"]) < 0:
+        raise JaxnetsError(f"--regularisation-ratio must be ≥ 0, got {o['regularisation_ratio']}")
+    if not float(o["lr"]) > 0:
+        raise JaxnetsError(f"--lr must be > 0, got {o['lr']}")
+    if o["distance_schedule"] not in ("linear", "constant"):
+        raise JaxnetsError("--distance-schedule must be linear or constant")
+    if int(o["batch_size"]) < 1:
+        raise JaxnetsError("--batch-size must be ≥ 1")
+    return o
+
+
+def _k_max(k: int) -> int:
+    # Padding to a power of two keeps the jitted step's shapes fixed while the codebook grows.
+    return max(64, 1 << max(0, k - 1).bit_length())
+
+
+def _round_dir(run_dir: Path, t: int) -> Path:
+    return run_dir / "rounds" / f"round_{t:02d}"
+
+
+def _find_resume_round(run_dir: Path, resume: Any, percentages: list[float]) -> int | None:
+    rounds = sorted(int(p.name.split("_")[1]) for p in (run_dir / "rounds").glob("round_*")
+                    if (p / "jaxnets.json").is_file()) if (run_dir / "rounds").is_dir() else []
+    if resume in (None, "", False):
+        return None
+    if str(resume) == "auto":
+        return rounds[-1] if rounds else None
+    text = str(resume)
+    try:
+        t = int(text)
+    except ValueError:
+        try:
+            p = float(text)
+        except ValueError:
+            raise JaxnetsError(f"--resume must be 'auto', a round index or a percentage, got {resume!r}") from None
+        if p not in percentages:
+            raise JaxnetsError(f"--resume {p}: not one of the percentages {percentages}") from None
+        t = percentages.index(p)
+    if t not in rounds:
+        raise JaxnetsError(f"--resume {resume}: no checkpoint of round {t} in {run_dir / 'rounds'} "
+                           f"(found {rounds or 'none'})")
+    return t
+
+
+def run_wfn(opts: dict) -> dict:
+    """Run Weight Fixing Networks end to end; returns the headline numbers."""
+    import jax
+    import jax.numpy as jnp
+
+    from converters.convert import variables_to_state_dict
+    from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
+    from jaxnets.data.spec import open_source
+    from jaxnets.data.transforms import normalization_for
+    from jaxnets.io import load_variables, read_metadata, save_variables
+    from jaxnets.methods.wfn import metrics as M
+    from jaxnets.methods.wfn.export import export_compact, export_torch
+    from jaxnets.methods.wfn.layout import Layout
+    from jaxnets.methods.wfn.regulariser import (
+        make_loss_fn,
+        make_optimizer,
+        trainable_mask,
+        wfn_args,
+    )
+    from jaxnets.models.api import abstract_variables, init_variables, load_weights, resolve
+    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
+    from jaxnets.train.evaluate import evaluate
+    from jaxnets.train.logging import MetricsWriter, write_config
+    from jaxnets.train.state import TrainState
+    from jaxnets.train.steps import make_train_step
+    from jaxnets.transforms.codebook import Codebook
+    from jaxnets.ui import info, warn
+
+    t_start = time.perf_counter()
+    o = check_options(opts)
+    if str(o["scheduler"]).lower() not in ("none", ""):
+        warn("--scheduler is ignored (the original forces no LR schedule)")
+    spec = resolve(o["model"])
+    n_devices = parse_devices(o["devices"])
+    mesh = None
+    if n_devices:
+        from jaxnets.train.parallel import check_divisible, make_mesh
+
+        mesh = make_mesh(n_devices)
+        check_divisible(int(o["batch_size"]), mesh)
+    train_src = open_source(o["data"], "train", limit=o["limit"])
+    test_src = open_source(o["data"], "test", limit=o["test_limit"])
+    n_classes = int(train_src.num_classes)
+    spec = adapt_to_data(spec, train_src, n_classes)
+    run_dir = create_run_dir(o["out"], "wfn", spec.name,
+                             must_not_contain=() if o["resume"] else ("results.json", "rounds"))
+    setup_jax(n_devices)
+    percentages = o["percentages"]
+    rounds = len(percentages)
+    thresholds = threshold_schedule(o["distance_allowed"], rounds, o["distance_schedule"])
+    epochs = [int(o["first_epoch"])] + [int(o["fixing_epochs"])] * (rounds - 1)
+    mean, std = normalization_for(spec, o["normalize"])
+    module = spec.create(n_classes)
+    mode, gamma0 = o["calculation_type"], float(o["zero_distance"])
+    resume_t = _find_resume_round(run_dir, o["resume"], percentages)
+
+    def test_accuracy(variables: Any) -> float:
+        r = evaluate(module, variables, eval_loader(spec, test_src, int(o["batch_size"])),
+                     mean, std, n_classes, mesh=mesh, description="test")
+        return float(r.top1)
+
+    loss_fn = make_loss_fn(mode=mode, gamma0=gamma0)
+    step_fn = make_train_step(module, loss_fn, normalize=(mean, std), mesh=mesh,
+                              trainable_mask=trainable_mask, mask_gradients=False)
+    loader = train_loader(spec, train_src, int(o["batch_size"]), seed=int(o["seed"]),
+                          augment=bool(o["augment"]), shuffle=True)
+    if loader.steps_per_epoch < 1:
+        raise JaxnetsError(f"--batch-size {o['batch_size']} is larger than the training set "
+                           f"({len(train_src)})")
+
+    config = json.loads(json.dumps(o, default=str))
+    write_config(run_dir, config, "wfn run", model=spec.name)
+
+    # ---- start: pretrained (or pretrained here) weights, or a round checkpoint
+    if resume_t is not None:
+        rdir = _round_dir(run_dir, resume_t)
+        meta = read_metadata(rdir)
+        template = dict(abstract_variables(spec, module))
+        k_pad, n_q = int(meta["k_max"]), int(meta["quantised"])
+        template["wfn"] = {"values": jax.ShapeDtypeStruct((k_pad,), jnp.float32),
+                           "valid": jax.ShapeDtypeStruct((k_pad,), jnp.bool_),
+                           "assign": jax.ShapeDtypeStruct((n_q,), jnp.int32)}
+        restored = load_variables(rdir, template, model_name=spec.name)
+        wfn_state = restored.pop("wfn")
+        variables = {k: v for k, v in restored.items()}
+        layout = Layout.for_model(spec, module, variables, bn_inc=bool(o["bn_inc"]))
+        k_real = int(np.sum(np.asarray(wfn_state["valid"])))
+        assign_flat = np.asarray(wfn_state["assign"])
+        codebook = Codebook.create(np.asarray(wfn_state["values"])[:k_real],
+                                   layout.tree(assign_flat, variables["params"]), k_max=k_pad)
+        rows, baseline = list(meta["rounds"]), dict(meta["baseline"])
+        global_step, start = int(meta["global_step"]), resume_t + 1
+        for later in (run_dir / "rounds").glob("round_*"):
+            if int(later.name.split("_")[1]) > resume_t:
+                shutil.rmtree(later)
+        info(f"resuming after round {resume_t} (p = {percentages[resume_t]})")
+    else:
+        if o["weights"]:
+            variables = dict(load_weights(spec, module, o["weights"]))
+        else:
+            variables = dict(init_variables(spec, module, int(o["seed"])))
+            if int(o["pretrain_epochs"]) == 0:
+                warn("no --weights and --pretrain-epochs 0: WFN runs on an untrained model")
+        if int(o["pretrain_epochs"]) > 0:
+            variables = _pretrain(module, variables, spec, train_src, o, (mean, std), mesh)
+        layout = Layout.for_model(spec, module, variables, bn_inc=bool(o["bn_inc"]))
+        codebook = Codebook.empty(variables["params"], lambda n, _: n in set(layout.paths),
+                                  k_max=64)
+        base_vec = layout.flatten(variables["params"])
+        base_acc = test_accuracy(variables)
+        sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
+        baseline = {"accuracy": base_acc, **M.value_stats(base_vec), **M.paper_stats(sd)}
+        rows, global_step, start = [], 0, 0
+        info(f"baseline: test top-1 {100 * base_acc:.2f} %, {baseline['unique_all']} unique values")
+
+    writer = MetricsWriter(run_dir, resume_step=global_step if resume_t is not None else None,
+                           tensorboard=bool(o["tensorboard"]))
+    try:
+        for t in range(start, rounds):
+            p, a_t, n_ep = percentages[t], thresholds[t], epochs[t]
+            t0 = time.perf_counter()
+            # 1. fine-tune the free weights with a fresh optimiser (Adam moments reset)
+            reg_on = float(o["regularisation_ratio"]) > 0 and t > 0  # no codebook before round 0's step
+            args = wfn_args(codebook, float(o["regularisation_ratio"]), reg_on)
+            # once per round onto the device(s), not at every step
+            if mesh is not None:
+                from jaxnets.train.parallel import replicate
+
+                args = replicate(mesh, args)
+            else:
+                args = jax.device_put(args)
+            tx = make_optimizer(o["optimizer"], float(o["lr"]))
+            state = TrainState.create(module, variables, tx,
+                                      rng=jax.random.fold_in(jax.random.key(int(o["seed"])), t))
+            epoch0 = sum(epochs[:t])
+            for e in range(n_ep):
+                sums: dict[str, float] = {}
+                batch_metrics = []
+                for batch in loader.epoch(epoch0 + e):
+                    state, m = step_fn(state, batch.images, batch.labels, batch.mask, args)
+                    batch_metrics.append(m)
+                    global_step += 1
+                for m in jax.device_get(batch_metrics):
+                    c = float(m["count"])
+                    for k, v in m.items():
+                        sums[k] = sums.get(k, 0.0) + (float(v) if k in ("correct", "count") else float(v) * c)
+                n = max(sums.get("count", 0.0), 1.0)
+                row = {"phase": "epoch", "round": t, "epoch": epoch0 + e, "step": global_step,
+                       "train_acc": sums.get("correct", 0.0) / n,
+                       **{f"train_{k}": v / n for k, v in sums.items() if k not in ("correct", "count")}}
+                if not math.isfinite(row["train_loss"]):
+                    raise JaxnetsError(f"non-finite training loss in round {t}; lower --lr")
+                writer.write(row)
+            if n_ep:
+                variables = dict(jax.device_get(state.variables))
+            # 2. test (before this round's clustering, as the original)
+            acc_before = test_accuracy(variables) if (n_ep or t == 0) else (
+                rows[-1]["accuracy"] if rows else baseline["accuracy"])
+            # 3. cluster the current weights from scratch
+            w = layout.flatten(variables["params"])
+            prev_fixed = layout.flatten(codebook.fixed, dtype=bool)
+            frozen_ok = bool(np.array_equal(
+                w[prev_fixed].view(np.uint32),
+                np.asarray(codebook.values, np.float32)[layout.flatten(codebook.assign, np.int64)
+                                                         [prev_fixed]].view(np.uint32)))
+            if not frozen_ok:
+                warn(f"round {t}: fixed weights moved during fine-tuning (should never happen)")
+            tc = time.perf_counter()
+            r = cluster(w, p, a_t, mode=mode, gamma0=gamma0, windowed=bool(o["windowed"]))
+            cluster_s = time.perf_counter() - tc
+            # 4. write back, new codebook
+            new_w = np.where(r.fixed, r.values, w).astype(np.float32)
+            values = r.codebook
+            assign_flat = np.where(r.fixed, np.searchsorted(values, r.values + np.float32(0.0)),
+                                   -1).astype(np.int32)
+            variables["params"] = layout.unflatten(new_w, variables["params"])
+            codebook = Codebook.create(values, layout.tree(assign_flat, variables["params"]),
+                                       k_max=_k_max(values.size))
+            newly = r.fixed & ~prev_fixed
+            dn = r.distances[newly].astype(np.float64)
+            acc_after = test_accuracy(variables)
+            sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
+            stats = M.value_stats(new_w)
+            row = {"phase": "round", "round": t, "step": global_step, "percentage": p, "a_t": a_t,
+                   "distance_allowed": o["distance_allowed"], "epochs": n_ep,
+                   "accuracy": acc_before, "accuracy_after_fix": acc_after,
+                   "fixed": int(r.fixed.sum()), "fixed_fraction": float(r.fixed.mean()),
+                   "number_of_clusters": int(values.size), "centres_used": int(np.unique(r.values[r.fixed]).size),
+                   **{f"order_{i}": int(x) for i, x in enumerate(r.order_hist)},
+                   "empty_attempts": r.empty_attempts, "max_a": r.max_a,
+                   "max_distance": float(dn.max()) if dn.size else 0.0,
+                   "median_distance": float(np.median(dn)) if dn.size else 0.0,
+                   "mean_distance": float(dn.mean()) if dn.size else 0.0,
+                   "std_distance": float(dn.std()) if dn.size else 0.0,
+                   "entropy_before_fix": M.value_stats(w)["entropy_all"],
+                   **stats, **M.paper_stats(sd), "frozen_ok": frozen_ok,
+                   "cluster_seconds": cluster_s, "round_seconds": time.perf_counter() - t0}
+            row["mean_dist+std"] = row["mean_distance"] + row["std_distance"]
+            writer.write(row)
+            rows.append(row)
+            info(f"round {t}: p={p} a_t={a_t:.4g} fixed {row['fixed']}/{layout.size}, "
+                 f"{values.size} centres, test top-1 {100 * acc_after:.2f} %")
+            # 5. checkpoint the round
+            rdir = _round_dir(run_dir, t)
+            if rdir.exists():
+                shutil.rmtree(rdir)
+            save_variables(rdir, {**variables, "wfn": {
+                "values": np.asarray(codebook.values), "valid": np.asarray(codebook.valid),
+                "assign": assign_flat}},
+                {"model": spec.name, "schema": "jaxnets.wfn.round/1", "round": t,
+                 "percentage": p, "a_t": a_t, "global_step": global_step,
+                 "k_max": codebook.k_max, "quantised": layout.size, "rounds": rows,
+                 "baseline": baseline, "config": config})
+    finally:
+        writer.close()
+
+    # ---- final model: metrics, exports, plots, results
+    final_vec = layout.flatten(variables["params"])
+    sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
+    final = {"accuracy": rows[-1]["accuracy_after_fix"], **M.value_stats(final_vec),
+             **M.paper_stats(sd), "fixed_fraction": rows[-1]["fixed_fraction"],
+             "codebook_size": int(np.sum(np.asarray(codebook.valid))),
+             "per_tensor_unique": M.per_tensor_unique(layout, final_vec)}
+    exports: dict[str, Any] = {}
+    if o["export"]:
+        final_dir = run_dir / "final_model"
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        save_variables(final_dir, variables, {"model": spec.name, "schema": "jaxnets.wfn.final/1",
+                                              "bn_inc": bool(o["bn_inc"])})
+        exports["jaxnets"] = str(final_dir)
+        exports["torch"] = str(export_torch(run_dir / "final_model.pth", variables, spec.keymap))
+        if rows[-1]["fixed_fraction"] == 1.0:
+            exports["compact"] = export_compact(run_dir / "final_model.wfn.npz", variables,
+                                                spec.keymap, layout, np.asarray(codebook.values)
+                                                [np.asarray(codebook.valid)])
+    if o["plots"]:
+        M.plot_histogram(final_vec, run_dir / "codebook_histogram.png",
+                         f"{spec.name} δ={o['distance_allowed']}")
+        M.plot_rounds(rows, run_dir / "rounds.png")
+    results = {
+        "schema": RESULTS_SCHEMA, "data_name": o["data"], "experiment_name": o["experiment_name"],
+        "model_name": spec.name, "BN": bool(o["bn_inc"]),
+        "regularisation_ratio": o["regularisation_ratio"], "distance_allowed": o["distance_allowed"],
+        "fixing_epochs": o["fixing_epochs"], "zero_distance": gamma0,
+        "calculation_type": mode, "orig_acc": baseline["accuracy"],
+        "orig_entropy": baseline["entropy_all"], "orig_params": baseline["unique_all"],
+        "compressed_acc": final["accuracy"], "compressed_entropy": final["entropy_all"],
+        "compressed_entropy_non_zero": final["entropy_nonzero"],
+        "unique_params": final["unique_all"], "baseline": baseline, "final": final,
+        "quantised_values": layout.size, "rounds": rows, "exports": exports,
+        "seconds": time.perf_counter() - t_start, "resumed_from_round": resume_t,
+    }
+    write_json(run_dir / "results.json", results)
+    summary = {
+        "model": spec.name, "run_dir": str(run_dir), "baseline_accuracy": baseline["accuracy"],
+        "final_accuracy": final["accuracy"], "unique_all": final["unique_all"],
+        "entropy_all": final["entropy_all"], "unique_nonzero_paper": final["unique_nonzero_paper"],
+        "entropy_nonzero_paper": final["entropy_nonzero_paper"],
+        "codebook_size": final["codebook_size"], "fixed_fraction": final["fixed_fraction"],
+        "quantised_values": layout.size, "rounds": rounds,
+        "compact_bytes": exports.get("compact", {}).get("bytes"),
+        "float32_bytes": exports.get("compact", {}).get("float32_bytes"),
+        "seconds": results["seconds"],
+    }
+    print(f"{spec.name}: WFN δ={o['distance_allowed']} → test top-1 {100 * final['accuracy']:.2f} % "
+          f"(baseline {100 * baseline['accuracy']:.2f} %), {final['unique_all']} unique values, "
+          f"{final['entropy_all']:.3f} bits; run folder {run_dir}")
+    return summary
+
+
+def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: dict,
+              normalize: tuple, mesh: Any) -> dict:
+    """A short plain Adam training from scratch (for demos without --weights)."""
+    import jax
+    import optax
+
+    from jaxnets.data.pipeline import train_loader
+    from jaxnets.train.state import TrainState
+    from jaxnets.train.steps import make_train_step
+
+    loader = train_loader(spec, train_src, int(o["batch_size"]), seed=int(o["seed"]) + 7919,
+                          augment=bool(o["augment"]), shuffle=True)
+    state = TrainState.create(module, variables, optax.adam(float(o["pretrain_lr"])),
+                              seed=int(o["seed"]))
+    step = make_train_step(module, normalize=normalize, mesh=mesh)
+    for e in range(int(o["pretrain_epochs"])):
+        for batch in loader.epoch(e):
+            state, _ = step(state, batch.images, batch.labels, batch.mask)
+    return dict(jax.device_get(state.variables))
