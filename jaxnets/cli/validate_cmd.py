@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from jaxnets.cli.common import (
     ConfigOpt,
     DataOpt,
     DevicesOpt,
+    DryRunOpt,
     LimitOpt,
     NormOpt,
     OutOpt,
@@ -38,17 +40,21 @@ def validate(
     normalize: NormOpt = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of the model's head (default: the registry's).")] = None,
     save_logits: Annotated[bool, typer.Option("--save-logits", help="Also write logits.npz (logits, labels, indices).")] = False,
+    indices: Annotated[Path | None, typer.Option("--indices", "-i", help="Index JSON of \"Decomposing the Deep\" ({\"0\": [channels], …}): also evaluate the decomposed head, side by side with the full model.")] = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
     devices: DevicesOpt = "1",
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model on a data set and write RUN/results.json.
 
     Example: jaxnets validate resnet20 --weights resnet20-12fca82f.th --data cifar10:../shared/data/cifar10-exact-subset/cifar-10-batches-bin
+
+    Decomposed head: add --indices resnet20_cifar-10_indices.json (the results then hold both).
     """
     opts = resolve_options(ctx, dict(locals()), "validate")
     run_validate(opts)
@@ -85,6 +91,14 @@ def run_validate(opts: dict) -> dict:
         variables = init_variables(spec, module, opts["seed"])
     else:
         variables = load_weights(spec, module, opts["weights"])
+    table = mask = None
+    if opts.get("indices"):
+        from jaxnets.methods.decompose.head import head_shape, mask_tree
+        from jaxnets.methods.decompose.indices import load_indices
+
+        d, c = head_shape(variables["params"], spec.head)
+        table = load_indices(opts["indices"], num_classes=c, num_features=d)
+        mask = mask_tree(variables["params"], spec.head, table)
     write_config(run_dir, opts, "validate")
     mesh = _mesh(n_devices)
     loader = eval_loader(spec, source, opts["batch_size"])
@@ -97,12 +111,27 @@ def run_validate(opts: dict) -> dict:
         "data": opts["data"], "split": opts["split"], "normalization": {"mean": mean, "std": std},
         **result.to_json(),
     }
+    if mask is not None:
+        from jaxnets.methods.decompose.head import apply_head_mask
+
+        dec = evaluate(module, variables, loader, mean, std, num_classes,
+                       param_transform=apply_head_mask, transform_args=mask,
+                       keep_logits=opts["save_logits"], mesh=mesh, description="decomposed")
+        report["decomposed"] = {"indices": str(opts["indices"]), "k": int(table.shape[1]),
+                                **dec.to_json()}
+        report["full_top1"], report["decomposed_top1"] = result.top1, dec.top1
     write_json(run_dir / "results.json", report)
+    if mask is not None and opts["save_logits"]:
+        np.savez(run_dir / "logits_decomposed.npz", logits=dec.logits, labels=dec.labels,
+                 indices=dec.indices)
     if opts["save_logits"]:
         np.savez(run_dir / "logits.npz", logits=result.logits, labels=result.labels,
                  indices=result.indices)
     top5 = f", top-5 {100 * result.top5:.2f} %" if result.top5 is not None else ""
     print(f"{spec.name}: top-1 {100 * result.top1:.2f} % ({result.correct}/{result.n}){top5}")
+    if mask is not None:
+        print(f"{spec.name} decomposed (k={table.shape[1]}): top-1 {100 * dec.top1:.2f} % "
+              f"({dec.correct}/{dec.n}) — full {100 * result.top1:.2f} %")
     info("per class: " + "  ".join(f"{i}:{100 * a:.1f}" for i, a in
                                    enumerate(result.per_class_accuracy()) if a is not None))
     info(f"wrote {run_dir / 'results.json'}")
