@@ -288,7 +288,9 @@ def run_train(opts: dict) -> dict:
         snapshot(final, f"final_{finished}", finished, epoch_completed=finished, converged=True,
                  top1_acc=test["test_top1"], top5_acc=test.get("test_top5"))
     report = {"schema": "jaxnets.train/1", "model": spec.name, "epochs_completed": finished,
-              "converged": plateau["converged"], **test, "history": result.history}
+              "converged": plateau["converged"], **test, "history": result.history,
+              "run_dir": str(run_dir), "snapshots": str(snapshots),
+              "final_snapshot": str(snapshots / f"{spec.name}_final_{finished}") if plateau["converged"] else None}
     write_json(run_dir / "results.json", report)
     print(f"{spec.name}: test top-1 {100 * test['test_top1']:.2f} % after {finished} epoch(s); run folder {run_dir}")
     info(f"snapshots in {snapshots}")

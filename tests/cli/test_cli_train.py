@@ -72,11 +72,3 @@ def test_resnet20_finetune_one_epoch_on_1000_jpeg_images(shared_data, cifar_jpeg
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["epochs_completed"] == 1 and result["test_top1"] > 0.7
     assert (tmp_path / "snapshots" / "resnet20_pretrained_0").is_dir()
-
-
-def test_demo_writes_report(tmp_path, capsys, monkeypatch):
-    code, out, err = run_cli(["demo", "--out", tmp_path / "demo", "--epochs", "5", "-q"], capsys, monkeypatch)
-    assert code == 0, err
-    report = (tmp_path / "demo" / "report.md").read_text()
-    assert "Final test top-1" in report
-    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["digits_cnn_test_top1"] >= 0.95
