@@ -17,6 +17,7 @@ from jaxnets.cli.common import (
     ConfigOpt,
     DataOpt,
     DevicesOpt,
+    DryRunOpt,
     LimitOpt,
     OutOpt,
     QuietOpt,
@@ -49,6 +50,7 @@ def indices(
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -87,6 +89,7 @@ def finetune(
     seed: SeedOpt = 0,
     devices: DevicesOpt = "1",
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -118,6 +121,7 @@ def essential(
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -141,6 +145,7 @@ def mutual_info(
     k: Annotated[str, typer.Option("--k", help="CSG k values when no --indices are given.")] = "5,10,20",
     out: OutOpt = None,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:

@@ -16,6 +16,7 @@ from jaxnets.cli.common import (
     ClassesOpt,
     ConfigOpt,
     DataOpt,
+    DryRunOpt,
     LimitOpt,
     NormOpt,
     OutOpt,
@@ -57,6 +58,7 @@ def run(
     out: OutOpt = None,
     batch_size: BatchOpt = 256,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:

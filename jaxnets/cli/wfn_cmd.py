@@ -16,6 +16,7 @@ from jaxnets.cli.common import (
     ConfigOpt,
     DataOpt,
     DevicesOpt,
+    DryRunOpt,
     OutOpt,
     QuietOpt,
     SeedOpt,
@@ -58,6 +59,7 @@ def run(
     seed: SeedOpt = 0,
     devices: DevicesOpt = "1",
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:

@@ -174,7 +174,7 @@ class Checkpointer:
             "config": dict(config or {}),
             "signature": signature(state),
             "versions": library_versions(),
-            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             **dict(extra or {}),
         }
         json.dumps(meta)  # fail here, not in the background thread, on unserialisable config
