@@ -13,6 +13,7 @@ from jaxnets.cli.common import (
     BatchOpt,
     ClassesOpt,
     ConfigOpt,
+    DryRunOpt,
     LimitOpt,
     OutOpt,
     QuietOpt,
@@ -45,6 +46,7 @@ def projections(
     out: OutOpt = None,
     seed: SeedOpt = 0,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -81,6 +83,7 @@ def reinit(
     out: OutOpt = None,
     seed: SeedOpt = 0,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
