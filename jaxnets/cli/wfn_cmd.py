@@ -86,7 +86,10 @@ def stats(
     per_tensor: Annotated[bool, typer.Option("--per-tensor", help="Also print unique counts per tensor.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the numbers to this JSON file.")] = None,
 ) -> None:
-    """Unique-value counts and entropies (code and paper variants) of any model."""
+    """Unique-value counts and entropies (code and paper variants) of any model.
+
+    Example: jaxnets wfn stats runs/demo/wfn/final_model.pth --model digits_cnn --per-tensor
+    """
     from jaxnets.methods.wfn.runner_stats import checkpoint_stats
 
     result = checkpoint_stats(checkpoint, model=model, bn_inc=bn_inc)
