@@ -62,10 +62,10 @@ def resolve_options(ctx: typer.Context, values: dict[str, Any], section: str) ->
     from jaxnets.ui import set_verbosity
 
     set_verbosity(out.get("verbose", 0) or 0, bool(out.get("quiet", False)))
-    if out.get("dry_run"):
+    if out.pop("dry_run", False):
         import json
 
-        shown = {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items() if k != "dry_run"}
+        shown = {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
         print(json.dumps({"command": section, "options": shown}, indent=2, default=str))
         raise typer.Exit(0)
     return out
