@@ -120,6 +120,11 @@ def trace_events(module: Any, variables: Mapping, input_shape: tuple[int, ...]) 
                 if leaf == "kernel" and ins[1] not in seen:
                     seen.add(ins[1])
                     events.append(("conv" if prim == "conv_general_dilated" else "linear", path))
+            # Inner jaxprs first: a conv wrapped in a custom_vjp (layers.conv_general_dilated)
+            # must be seen as a conv before its kernel counts as a plain "use".
+            for sub in _sub_jaxprs(eqn):
+                inner = {iv: ins[i] for i, iv in enumerate(sub.invars) if i < len(ins) and ins[i]}
+                walk(sub, inner)
             for name in ins:
                 if name and name not in seen:
                     seen.add(name)
@@ -127,9 +132,6 @@ def trace_events(module: Any, variables: Mapping, input_shape: tuple[int, ...]) 
             if prim in passthrough and ins and ins[0]:
                 for v in eqn.outvars:
                     env[v] = ins[0]
-            for sub in _sub_jaxprs(eqn):
-                inner = {iv: ins[i] for i, iv in enumerate(sub.invars) if i < len(ins) and ins[i]}
-                walk(sub, inner)
 
     walk(jaxpr, origin)
     return events
