@@ -100,12 +100,15 @@ def finetune(
     model: Annotated[str, typer.Argument(help="ImageNet ResNet (resnet18, resnet50) or any registered model.")],
     weights: WeightsOpt = None,
     data: DataOpt = "digits",
-    masks: Annotated[Path | None, typer.Option(help="Masks to start from: a run folder or an original mask-dict .pth (default: re-engineer first, step 2).")] = None,
+    masks: Annotated[Path | None, typer.Option(help="Masks to start from (skips steps 1-2): a run folder or an original mask-dict .pth. Default: step 1 (fit a new output layer) and step 2 (re-engineer) first.")] = None,
+    lr_s1_output: Annotated[float, typer.Option(help="Step-1 SGD learning rate of the new output layer.")] = 0.1,
     lr_mask: Annotated[float, typer.Option(help="Step-2 Adam learning rate of the scores.")] = 0.1,
+    lr_s2_output: Annotated[float, typer.Option(help="Step-2 Adam learning rate of the output layer.")] = 0.001,
     alpha: Annotated[float, typer.Option(help="Step-2 retention weight α (≥ 0).")] = 1.0,
-    prune_threshold: Annotated[float, typer.Option(help="Step 2 stops once the pruned fraction reaches this.")] = 1.0,
-    epochs: Annotated[int, typer.Option(help="Epochs of each step.")] = 300,
-    lr: Annotated[float, typer.Option(help="Step-3 SGD learning rate of the backbone (the new fc gets 10×).")] = 0.005,
+    prune_threshold: Annotated[float, typer.Option(help="Step 2 stops once the pruned fraction 1 - retention reaches this (1.0: never before all are pruned).")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Epochs of each step (at most).")] = 300,
+    early_stop: Annotated[int, typer.Option(help="Each step stops after this many epochs without improvement (-1 never).")] = 30,
+    lr: Annotated[float, typer.Option(help="Step-3 SGD learning rate of the backbone (the new output layer gets 10×).")] = 0.005,
     enforce_masks: Annotated[bool, typer.Option(help="Non-original: keep pruned weights at 0 during fine-tuning.")] = False,
     pgd_eps: Annotated[float, typer.Option(help="PGD L∞ radius in normalised input space.")] = 0.1,
     pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = 40,
@@ -118,9 +121,9 @@ def finetune(
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Indirect reuse: re-engineer (masks on convs, new fc), fine-tune, measure the defect inheritance rate (PGD).
+    """Indirect reuse: fit a new output layer (1), re-engineer with a prune threshold (2), fine-tune (3), measure the defect inheritance rate (PGD).
 
-    Example: jaxnets seam finetune digits_cnn --data digits --epochs 3
+    Example: jaxnets seam finetune resnet18 --weights resnet18-5c106cde.pth --data imagefolder:mit67 --lr-mask 0.05 --alpha 0.5 --prune-threshold 0.6
     """
     opts = resolve_options(ctx, dict(locals()), "seam")
     from jaxnets.methods.seam.finetune import run_finetune
