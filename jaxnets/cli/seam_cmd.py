@@ -12,6 +12,7 @@ from jaxnets.cli.common import (
     ConfigOpt,
     DataOpt,
     DevicesOpt,
+    DryRunOpt,
     LimitOpt,
     NormOpt,
     OutOpt,
@@ -54,6 +55,7 @@ def reengineer(
     batch_size: BatchOpt = 64,
     devices: DevicesOpt = "1",
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -69,7 +71,10 @@ def reengineer(
 
 @seam_app.command("flops")
 def flops(run: RunArg, verbose: VerboseOpt = 0, quiet: QuietOpt = False) -> None:
-    """Dense and sparse FLOPs (fvcore's rules) of the original and the re-engineered model → RUN/flops.json."""
+    """Dense and sparse FLOPs (fvcore's rules) of the original and the re-engineered model → RUN/flops.json.
+
+    Example: jaxnets seam flops runs/seam/resnet20-cat-dog/lr_head_mask_0.1_0.05_alpha_1.0
+    """
     from jaxnets.methods.seam.runner import run_flops
     from jaxnets.ui import set_verbosity
 
@@ -86,7 +91,10 @@ def time_cmd(
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Dense XLA latency of the original vs the pruned backbone (head excluded) → RUN/time.json."""
+    """Dense XLA latency of the original vs the pruned backbone (head excluded) → RUN/time.json.
+
+    Example: jaxnets seam time runs/seam/resnet20-cat-dog/lr_head_mask_0.1_0.05_alpha_1.0 --batch 16
+    """
     from jaxnets.methods.seam.runner import run_time
     from jaxnets.ui import set_verbosity
 
@@ -118,6 +126,7 @@ def finetune(
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 64,
     config: ConfigOpt = None,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
