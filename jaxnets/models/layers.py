@@ -2,17 +2,27 @@
 
 Every padding is explicit (PyTorch pads symmetrically; Flax "SAME" does not at stride 2).
 BatchNorm uses PyTorch's defaults: momentum 0.1 on the new value is Flax momentum 0.9.
+
+Training speed on XLA:CPU (issue 9; numbers in docs/benchmarks.md, scripts/bench_ops.py):
+convolutions made by :func:`conv` use :func:`conv_general_dilated` — XLA's convolution with a
+custom VJP (default; ``JAXNETS_CONV=xla`` restores plain autodiff). :func:`batch_norm` gives
+nn.BatchNorm, or with ``JAXNETS_BN=fast`` :class:`BatchNorm` — the same numbers with a
+hand-written backward (opt-in, see BN_IMPL). ``layers.CONV_IMPL`` / ``layers.BN_IMPL`` set
+before a model is traced do the same within a process.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 Dtype = Any
 
@@ -21,6 +31,157 @@ def pad2(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """PyTorch's symmetric `padding=p` as an explicit Flax padding."""
     ph, pw = (p, p) if isinstance(p, int) else p
     return ((ph, ph), (pw, pw))
+
+
+# --------------------------------------------------------------------------- convolution
+
+CONV_IMPLS = ("fast", "materialize", "xla")
+# Read when a model is traced (not at call time of a compiled step), so a process can A/B
+# variants by setting the attribute before tracing; JAXNETS_CONV sets the default.
+CONV_IMPL = os.environ.get("JAXNETS_CONV", "fast")
+# Filter-gradient chunk: images per chunk such that x + dy of one chunk fit in about this many
+# bytes (≈ the 2 MiB L2 of one core; measured by scripts/bench_ops.py, see docs/benchmarks.md).
+CONV_CHUNK_BYTES = int(os.environ.get("JAXNETS_CONV_CHUNK_BYTES", str(2**21)))
+
+
+def _materialize(tree: Any) -> Any:
+    """Identity that XLA cannot see through, so consumers read stored buffers.
+
+    Without it XLA:CPU fuses the whole elementwise chain that produced a conv's input
+    (BN → add → ReLU of several residual blocks) into the layout transposes of the filter
+    gradient, recomputing it there with 10–20 operands per element (a quarter of the ResNet-20
+    train step). ``lax.optimization_barrier`` does not help: XLA:CPU drops it before fusion.
+    A while loop with a data-dependent trip count (0 or 1; the result equals the input either
+    way) is a boundary fusion cannot cross.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    probe = leaves[0].reshape(-1)[0]
+    trips = (probe == probe).astype(jnp.int32)  # 1 unless NaN; unknown at compile time
+
+    def body(carry: tuple) -> tuple:
+        # touch one element with a value XLA cannot prove zero (float(i) * 0.0); a loop whose
+        # tensors pass through untouched is deleted by XLA's while-loop simplifier.
+        i, t = carry
+        zero = i.astype(jnp.float32) * 0.0
+        t = jax.tree_util.tree_map(lambda a: a.at[(0,) * a.ndim].add(zero.astype(a.dtype)), t)
+        return i + 1, t
+
+    return lax.while_loop(lambda c: c[0] < trips, body, (jnp.int32(0), tree))[1]
+
+
+def filter_grad_chunks(batch: int, bytes_per_example: int,
+                       chunk_bytes: int | None = None) -> int:
+    """How many batch chunks the filter gradient is split into (a divisor of ``batch``).
+
+    The largest chunk whose conv input + output gradient fit in ``chunk_bytes``: XLA:CPU's
+    filter-gradient convolution contracts over batch × height × width, and is 2–3× faster
+    per FLOP when that operand fits in cache (bench_ops.py).
+    """
+    limit = CONV_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    if limit <= 0:
+        return 1
+    per = max(1, limit // max(1, bytes_per_example))
+    size = max((d for d in range(1, batch + 1) if batch % d == 0 and d <= per), default=1)
+    return batch // size
+
+
+def _chunk(x: jax.Array, axis: int, chunks: int, i: int) -> jax.Array:
+    """Examples i, i + chunks, i + 2·chunks, … along ``axis``: a reshape (batch → per-chunk ×
+    chunks) and an index on the inner axis, so a batch sharded over devices stays local."""
+    n = x.shape[axis]
+    x = x.reshape(x.shape[:axis] + (n // chunks, chunks) + x.shape[axis + 1:])
+    return lax.index_in_dim(x, i, axis=axis + 1, keepdims=False)
+
+
+# Inputs at most this many pixels (H·W) go through _conv_as_dot: XLA:CPU rewrites a 3×3 conv
+# on a 2×2 map (VGG-16's last block at 32 px) into a slow generic kernel (~0.7 s per conv at
+# batch 128 × 512 channels, 70 % of the VGG-16 train step); as one matmul it is milliseconds.
+TINY_SPATIAL = int(os.environ.get("JAXNETS_CONV_TINY", "4"))
+
+
+def _tiny_spatial(lhs: jax.Array, rhs: jax.Array, dn: Any, lhs_dilation: Any, rhs_dilation: Any,
+                  groups: int, padding: Any) -> bool:
+    nhwc_hwio = (tuple(dn.lhs_spec) == (0, 3, 1, 2) and tuple(dn.rhs_spec) == (3, 2, 0, 1)
+                 and tuple(dn.out_spec) == (0, 3, 1, 2))
+    plain = (groups == 1 and not isinstance(padding, str)
+             and all(d == 1 for d in (lhs_dilation or (1, 1)))
+             and all(d == 1 for d in (rhs_dilation or (1, 1))))
+    return nhwc_hwio and plain and lhs.ndim == 4 and lhs.shape[1] * lhs.shape[2] <= TINY_SPATIAL
+
+
+def _conv_as_dot(lhs: jax.Array, rhs: jax.Array, strides: Sequence[int], padding: Any,
+                 precision: Any, preferred_element_type: Any) -> jax.Array:
+    """NHWC × HWIO convolution as explicit patches (kh·kw strided slices, concatenated along
+    channels in HWIO's (kh, kw, c) order) and one dot; autodiff gives slices/pads and dots."""
+    kh, kw, c, o = rhs.shape
+    n, h, w, _ = lhs.shape
+    (pt, pb), (pl, pr) = padding
+    sh, sw = strides
+    x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    taps = [lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                      (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+    patches = jnp.concatenate(taps, axis=-1)
+    return lax.dot_general(patches, rhs.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())),
+                           precision=precision, preferred_element_type=preferred_element_type)
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                         padding: Any, lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: Any = None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision: Any = None,
+                         preferred_element_type: Any = None, *,
+                         impl: str | None = None) -> jax.Array:
+    """``lax.conv_general_dilated`` with a VJP that trains faster on XLA:CPU.
+
+    Forward: XLA's convolution, unchanged. Backward (``impl="fast"``): the saved input and
+    the incoming gradient are materialised (see :func:`_materialize`); the input gradient is
+    XLA's own; the filter gradient is XLA's own *per batch chunk* (:func:`filter_grad_chunks`),
+    summed — the same sums in a different order, equal to autodiff to float rounding
+    (tests/models/test_fast_conv.py). NHWC inputs of at most ``TINY_SPATIAL`` pixels are
+    computed as patches + one dot instead (forward and backward). ``"materialize"`` skips the
+    chunking; ``"xla"`` is plain autodiff.
+    """
+    impl = CONV_IMPL if impl is None else impl
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"unknown conv implementation {impl!r} (choose from {', '.join(CONV_IMPLS)})")
+
+    def f(a: jax.Array, b: jax.Array) -> jax.Array:
+        return lax.conv_general_dilated(a, b, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count,
+                                        batch_group_count, precision, preferred_element_type)
+
+    if impl == "xla" or batch_group_count != 1:
+        return f(lhs, rhs)
+    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    if _tiny_spatial(lhs, rhs, dn, lhs_dilation, rhs_dilation, feature_group_count, padding):
+        return _conv_as_dot(lhs, rhs, window_strides, padding, precision, preferred_element_type)
+    batch_dim = dn.lhs_spec[0]
+
+    @jax.custom_vjp
+    def g(a: jax.Array, b: jax.Array) -> jax.Array:
+        return f(a, b)
+
+    def g_fwd(a: jax.Array, b: jax.Array) -> tuple[jax.Array, tuple]:
+        return f(a, b), (a, b)
+
+    def g_bwd(res: tuple, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+        a, b = res
+        a, dy = _materialize((a, dy))
+        da = jax.vjp(lambda a_: f(a_, b), a)[1](dy)[0]
+        n = a.shape[batch_dim]
+        per_example = (a.size + dy.size) // max(1, n) * a.dtype.itemsize
+        chunks = filter_grad_chunks(n, per_example) if impl == "fast" else 1
+        db = None
+        for i in range(chunks):
+            a_i, dy_i = _chunk(a, batch_dim, chunks, i), _chunk(dy, dn.out_spec[0], chunks, i)
+            part = jax.vjp(lambda b_, a_i=a_i: f(a_i, b_), b)[1](dy_i)[0]
+            db = part if db is None else db + part
+        return da, db
+
+    g.defvjp(g_fwd, g_bwd)
+    return g(lhs, rhs)
 
 
 def conv(
@@ -45,20 +206,114 @@ def conv(
         feature_group_count=groups,
         dtype=dtype,
         kernel_init=kernel_init,
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
+
+
+# --------------------------------------------------------------------------- batch norm
+
+BN_IMPLS = ("flax", "fast")
+# "flax": nn.BatchNorm (the default); "fast": :class:`BatchNorm` — the same numbers with a
+# hand-written backward, ~5–7 % faster ResNet-20 train steps on XLA:CPU. Not the default: its
+# float rounding differs from autodiff's by ~1e-7, and on tiny-image models (digits_cnn:
+# ReLU/max-pool ties on zero pixels) such differences can flip a tie during an epoch, so
+# tests/train/test_parallel.py's 1-vs-4-device tolerance was exceeded once (see docs).
+BN_IMPL = os.environ.get("JAXNETS_BN", "flax")
+
+
+def _bn_stats(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
+    # Flax's default ("fast variance"): E[x²] − E[x]², clipped at 0, in float32. Also returns
+    # d clip / d raw (1 above 0, ½ at 0, 0 below: jnp.maximum's), which gates the variance
+    # path of the backward as autodiff of the clip does.
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axes)
+    raw = jnp.mean(xf * xf, axes) - mean * mean
+    gate = jnp.where(raw > 0, 1.0, jnp.where(raw == 0, 0.5, 0.0))
+    return mean, jnp.maximum(0.0, raw), gate
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _bn_train(x: jax.Array, scale: jax.Array, bias: jax.Array,
+              epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Train-mode BN over all axes but the last: ``(y float32, batch mean, batch var)``."""
+    return _bn_train_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_train_fwd(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> tuple:
+    axes = tuple(range(x.ndim - 1))
+    mean, var, gate = _bn_stats(x, axes)
+    rstd = lax.rsqrt(var + epsilon)
+    # the order of nn.BatchNorm's _normalize: (x − mean) · (rsqrt(var + eps) · scale) + bias
+    y = (x - mean) * (rstd * scale) + bias
+    return (y, mean, var), (x, mean, rstd, scale, gate)
+
+
+def _bn_train_bwd(epsilon: float, res: tuple, cts: tuple) -> tuple:
+    """dx = a·dy + b·(x − mean) + c per channel: two reductions over (dy, x) and one
+    elementwise pass, where autodiff of the forward keeps and re-reads more intermediates."""
+    del epsilon
+    x, mean, rstd, scale, gate = res
+    dy, dmean, dvar = cts
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    dy = dy.astype(jnp.float32)
+    centred = x.astype(jnp.float32) - mean
+    dbias = jnp.sum(dy, axes)
+    dscale = jnp.sum(dy * centred, axes) * rstd
+    a = scale * rstd
+    # the statistics are outputs too (they feed the running averages): their cotangents
+    # (zeros in training) enter through mean → 1/n and var → 2·(x − mean)/n
+    b = (-a * dscale * rstd / n + 2.0 * dvar / n) * gate
+    c = -a * dbias / n + dmean / n
+    dx = (a * dy + b * centred + c).astype(x.dtype)
+    return dx, dscale, dbias
+
+
+_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+class BatchNorm(nn.Module):
+    """``nn.BatchNorm`` over the last axis (same parameters, statistics, defaults and numbers:
+    fast variance, float32 statistics, biased running variance) with a hand-written backward
+    (:func:`_bn_train_bwd`) in training mode."""
+
+    use_running_average: bool = False
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    dtype: Dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        out_dtype = self.dtype or jnp.result_type(x, scale)
+        if self.use_running_average:
+            y = (x - ra_mean.value) * (lax.rsqrt(ra_var.value + self.epsilon) * scale) + bias
+            return y.astype(out_dtype)
+        y, mean, var = _bn_train(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y.astype(out_dtype)
 
 
 def batch_norm(train: bool, name: str | None = None, dtype: Dtype = jnp.float32,
-               epsilon: float = 1e-5, momentum: float = 0.9) -> nn.BatchNorm:
-    """`torch.nn.BatchNorm2d/1d` defaults (eps 1e-5, momentum 0.1 ≙ Flax 0.9)."""
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=momentum,
-        epsilon=epsilon,
-        dtype=dtype,
-        name=name,
-    )
+               epsilon: float = 1e-5, momentum: float = 0.9) -> nn.Module:
+    """`torch.nn.BatchNorm2d/1d` defaults (eps 1e-5, momentum 0.1 ≙ Flax 0.9).
+
+    ``nn.BatchNorm`` by default; ``JAXNETS_BN=fast`` (or ``layers.BN_IMPL`` before tracing)
+    gives :class:`BatchNorm` — the same variables and numbers, hand-written backward."""
+    if BN_IMPL == "flax":
+        return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
+                            dtype=dtype, name=name)
+    if BN_IMPL != "fast":
+        raise ValueError(f"unknown BN implementation {BN_IMPL!r} (choose from {', '.join(BN_IMPLS)})")
+    return BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
+                     dtype=dtype, name=name)
 
 
 def max_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0) -> jnp.ndarray:
