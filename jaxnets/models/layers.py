@@ -38,7 +38,7 @@ def pad2(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
 CONV_IMPLS = ("fast", "materialize", "xla")
 # Read when a model is traced (not at call time of a compiled step), so a process can A/B
 # variants by setting the attribute before tracing; JAXNETS_CONV sets the default.
-CONV_IMPL = os.environ.get("JAXNETS_CONV", "fast")
+CONV_IMPL = os.environ.get("JAXNETS_CONV", "xla")  # "fast" is opt-in until its training numerics are settled (issue 9)
 # Filter-gradient chunk: images per chunk such that x + dy of one chunk fit in about this many
 # bytes (≈ the 2 MiB L2 of one core; measured by scripts/bench_ops.py, see docs/benchmarks.md).
 CONV_CHUNK_BYTES = int(os.environ.get("JAXNETS_CONV_CHUNK_BYTES", str(2**21)))
