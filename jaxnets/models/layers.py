@@ -5,7 +5,7 @@ BatchNorm uses PyTorch's defaults: momentum 0.1 on the new value is Flax momentu
 
 Training speed on XLA:CPU (issue 9; numbers in docs/benchmarks.md, scripts/bench_ops.py):
 convolutions made by :func:`conv` use :func:`conv_general_dilated` — XLA's convolution with a
-custom VJP (default; ``JAXNETS_CONV=xla`` restores plain autodiff). :func:`batch_norm` gives
+custom VJP, opt-in with ``JAXNETS_CONV=fast`` (default ``xla``: plain autodiff). :func:`batch_norm` gives
 nn.BatchNorm, or with ``JAXNETS_BN=fast`` :class:`BatchNorm` — the same numbers with a
 hand-written backward (opt-in, see BN_IMPL). ``layers.CONV_IMPL`` / ``layers.BN_IMPL`` set
 before a model is traced do the same within a process.
