@@ -44,7 +44,7 @@ def train(
     batch_size: BatchOpt = 128,
     optimizer: Annotated[str, typer.Option(help="sgd | adam.")] = "sgd",
     lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.001,
-    lr_step: Annotated[int, typer.Option(help="Step-LR period in epochs (SGD only; 0 = constant).")] = 0,
+    lr_step: Annotated[int, typer.Option(help="Step-LR period in epochs (SGD and Adam; 0 = constant).")] = 0,
     lr_decay: Annotated[float, typer.Option(help="Step-LR factor.")] = 0.0,
     weight_decay: Annotated[float, typer.Option(help="Coupled L2 on all parameters (SGD; ignored by Adam).")] = 1e-4,
     momentum: Annotated[float, typer.Option(help="Heavy-ball momentum (SGD).")] = 0.9,
@@ -85,7 +85,7 @@ def train(
 ) -> None:
     """Train a model (snapshots, label noise, pixel shuffle, validation split, exact resume).
 
-    Example: jaxnets train lenet --data digits --epochs 30 --optimizer adam --lr 0.003 --shuffle
+    Example: jaxnets train lenet --data digits --epochs 60 --optimizer adam --lr 0.003 --lr-step 40 --lr-decay 0.1 --shuffle
     """
     opts = resolve_options(ctx, dict(locals()), "train")
     run_train(opts)
@@ -97,17 +97,19 @@ def _optimizer(opts: dict, steps_per_epoch: int):
     from jaxnets.errors import JaxnetsError
     from jaxnets.ui import warn
 
-    if opts["optimizer"] == "adam":
-        if opts["weight_decay"] not in (0, 1e-4) or opts["momentum"] != 0.9:
-            warn("adam ignores --weight-decay and --momentum (as the original does)")
-        return optax.adam(opts["lr"])
-    if opts["optimizer"] != "sgd":
+    if opts["optimizer"] not in ("sgd", "adam"):
         raise JaxnetsError(f"--optimizer must be sgd or adam, got {opts['optimizer']!r}")
     lr = opts["lr"]
     if opts["lr_step"] > 0 and opts["lr_decay"] > 0:
+        # Step-LR per epoch. The original applies it to SGD only and silently ignores it for
+        # Adam; here it applies to both (the default, --lr-step 0, is unchanged).
         period = opts["lr_step"] * steps_per_epoch
         decay = opts["lr_decay"]
         lr = lambda count: opts["lr"] * decay ** (count // period)  # noqa: E731
+    if opts["optimizer"] == "adam":
+        if opts["weight_decay"] not in (0, 1e-4) or opts["momentum"] != 0.9:
+            warn("adam ignores --weight-decay and --momentum (as the original does)")
+        return optax.adam(lr)
     return optax.chain(optax.add_decayed_weights(opts["weight_decay"]),
                        optax.sgd(lr, momentum=opts["momentum"] or None))
 

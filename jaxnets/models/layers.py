@@ -5,7 +5,7 @@ BatchNorm uses PyTorch's defaults: momentum 0.1 on the new value is Flax momentu
 
 Training speed on XLA:CPU (issue 9; numbers in docs/benchmarks.md, scripts/bench_ops.py):
 convolutions made by :func:`conv` use :func:`conv_general_dilated` — XLA's convolution with a
-custom VJP, opt-in with ``JAXNETS_CONV=fast`` (default ``xla``: plain autodiff). :func:`batch_norm` gives
+custom VJP (default; ``JAXNETS_CONV=xla`` gives plain autodiff). :func:`batch_norm` gives
 nn.BatchNorm, or with ``JAXNETS_BN=fast`` :class:`BatchNorm` — the same numbers with a
 hand-written backward (opt-in, see BN_IMPL). ``layers.CONV_IMPL`` / ``layers.BN_IMPL`` set
 before a model is traced do the same within a process.
@@ -38,7 +38,7 @@ def pad2(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
 CONV_IMPLS = ("fast", "materialize", "xla")
 # Read when a model is traced (not at call time of a compiled step), so a process can A/B
 # variants by setting the attribute before tracing; JAXNETS_CONV sets the default.
-CONV_IMPL = os.environ.get("JAXNETS_CONV", "xla")  # "fast" is opt-in until its training numerics are settled (issue 9)
+CONV_IMPL = os.environ.get("JAXNETS_CONV", "fast")
 # Filter-gradient chunk: images per chunk such that x + dy of one chunk fit in about this many
 # bytes (≈ the 2 MiB L2 of one core; measured by scripts/bench_ops.py, see docs/benchmarks.md).
 CONV_CHUNK_BYTES = int(os.environ.get("JAXNETS_CONV_CHUNK_BYTES", str(2**21)))
