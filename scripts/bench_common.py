@@ -30,6 +30,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
+# The project's checkpoints and data (never copied into the repository).
+SHARED = Path(os.environ.get("JAXNETS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# Scripts import the package and the PyTorch reference modules of tests/reference.
+for _path in (ROOT / "tests", ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "torch", "numpy")
 
@@ -291,6 +297,37 @@ def measure_when_quiet(step: Callable[[], Any], sync: Callable[[Any], Any], *,
             break
     assert best is not None
     return best
+
+
+def gemm_peak_gflops(precision: str = "fp32", n: int = 2048, reps: int = 10) -> dict[str, float]:
+    """The best GEMM rate each framework reaches here (an n×n matmul, median of 3 runs of
+    ``reps``): the practical peak a model's achieved FLOP/s is compared with. Call after
+    :func:`pin_threads` / :func:`set_torch_threads`."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    flops = 2.0 * n ** 3 * reps
+    jdt, tdt = (jnp.bfloat16, torch.bfloat16) if precision == "bf16" else (jnp.float32, torch.float32)
+    a_j = jnp.ones((n, n), jdt)
+    matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    a_t = torch.ones(n, n, dtype=tdt)
+
+    def jax_run() -> None:
+        for _ in range(reps):
+            out = matmul(a_j, a_j)
+        out.block_until_ready()
+
+    def torch_run() -> None:
+        for _ in range(reps):
+            a_t @ a_t
+
+    rates = {}
+    for side, run in (("jax", jax_run), ("torch", torch_run)):
+        run()
+        times = [timed(run)[1] for _ in range(3)]
+        rates[side] = flops / statistics.median(times) / 1e9
+    return rates
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

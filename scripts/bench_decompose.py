@@ -27,18 +27,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _p in (HERE, ROOT / "tests", ROOT):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+import bench_common as bc  # also puts the package and tests/reference on sys.path
 
-import bench_common as bc  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
+ROOT, SHARED = bc.ROOT, bc.SHARED
 WEIGHTS = SHARED / "weights" / "resnet20-12fca82f.th"
 INDICES = SHARED / "decomposing-the-deep" / "resnet20_cifar-10_indices.json"
 JPEG = ROOT / ".cache" / "test-data" / "cifar10-jpeg"

@@ -18,15 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _p in (HERE, ROOT / "tests", ROOT):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+import bench_common as bc  # also puts the package and tests/reference on sys.path
 
-import bench_common as bc  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
+ROOT, SHARED = bc.ROOT, bc.SHARED
 WEIGHTS = SHARED / "weights" / "resnet20-12fca82f.th"
 DATA = SHARED / "cifar10-exact-subset" / "cifar-10-batches-bin"
 

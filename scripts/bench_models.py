@@ -37,13 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _p in (HERE, ROOT / "tests", ROOT):  # bench_common, the reference modules, the package
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import bench_common as bc  # noqa: E402
+import bench_common as bc  # also puts the package and tests/reference on sys.path
 
 DEFAULT_MODELS = ("resnet20", "resnet18")
 ALL_EXTRA = ("vgg16_bn_cifar", "densenet121")
@@ -103,10 +97,30 @@ class Row:
     torch_steps: int | None
     jax_other: float | None = None  # cores other processes used while each side was timed
     torch_other: float | None = None
+    flops_per_item: float | None = None  # XLA's cost analysis of the jaxnets step, per image
 
     @property
     def ratio(self) -> float | None:
         return self.jax_rate / self.torch_rate if self.torch_rate else None
+
+    def peak_fraction(self, rate: float | None, peak: float | None) -> float | None:
+        """Achieved FLOP/s (the model's FLOPs × images/s; the same FLOPs for both sides) as a
+        fraction of the machine's measured GEMM peak."""
+        if not (rate and peak and self.flops_per_item):
+            return None
+        return self.flops_per_item * rate / 1e9 / peak
+
+
+def step_flops(compiled: Any, items: int) -> float | None:
+    """FLOPs per item of a compiled step, from XLA's cost analysis (None where unavailable)."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - some backends do not implement it
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    return float(flops) / items if flops else None
 
 
 def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
@@ -151,6 +165,12 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
         # torchvision's order (ToTensor then Normalize), as jaxnets normalises inside its jit.
         return x_t.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
 
+    bf16 = args.precision == "bf16"
+
+    def autocast() -> Any:
+        # PyTorch's counterpart of jaxnets' bf16 compute: CPU autocast (fp32 master weights)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
     timing = dict(repeats=args.repeats, warmup=args.warmup, steps=args.steps,
                   min_time=args.min_time, items=batch, max_other=args.max_other_load,
                   retries=args.retries, wait=args.retry_wait)
@@ -158,7 +178,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
     info: dict[str, Any] = {"model": spec.name}
 
     if "eval" in args.modes:
-        eval_step = make_eval_step(module, normalize=(mean, std))
+        eval_step = make_eval_step(module, normalize=(mean, std), precision=args.precision)
         compiled, compile_s = bc.timed(
             lambda: eval_step.jitted.lower(variables, images, labels, valid, None).compile())
 
@@ -171,8 +191,8 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
         ref.eval()
 
         def torch_eval() -> torch.Tensor:
-            with torch.inference_mode():
-                return ref(torch_input())
+            with torch.inference_mode(), autocast():
+                return ref(torch_input()).float()
 
         tt = None if args.no_torch else bc.measure_when_quiet(torch_eval, lambda out: out, **timing)
         if not args.no_torch:
@@ -181,13 +201,14 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
         rows.append(Row(spec.name, size, batch, "eval", jt.median_rate, jt.spread,
                         tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
                         jt.steps, tt.steps if tt else None, jt.other_load,
-                        tt.other_load if tt else None))
+                        tt.other_load if tt else None, step_flops(compiled, batch)))
         del compiled
 
     if "train" in args.modes:
         tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),  # PyTorch's coupled decay
                          optax.sgd(LR, momentum=MOMENTUM))
-        train_step = make_train_step(module, normalize=(mean, std), donate=True)
+        train_step = make_train_step(module, normalize=(mean, std), donate=True,
+                                     precision=args.precision)
         mask = jnp.ones((batch,), bool)
         holder = {"state": TrainState.create(module, variables, tx, seed=args.seed)}
         compiled, compile_s = bc.timed(
@@ -205,7 +226,8 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
                               weight_decay=WEIGHT_DECAY)
 
         def torch_train() -> torch.Tensor:
-            loss = F.cross_entropy(ref(torch_input()), y_t)
+            with autocast():
+                loss = F.cross_entropy(ref(torch_input()).float(), y_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -217,7 +239,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
         rows.append(Row(spec.name, size, batch, "train", jt.median_rate, jt.spread,
                         tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
                         jt.steps, tt.steps if tt else None, jt.other_load,
-                        tt.other_load if tt else None))
+                        tt.other_load if tt else None, step_flops(compiled, batch)))
         del compiled, holder
     return rows, info
 
@@ -225,18 +247,25 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
 # --------------------------------------------------------------------------- output
 
 HEADERS = ("model", "input", "batch", "step", "jaxnets img/s", "PyTorch img/s",
-           "jaxnets / PyTorch", "jaxnets compile s", "steps/repeat (jax, torch)",
-           "other procs, cores (jax, torch)")
-ALIGN = ("l", "r", "r", "l", "r", "r", "r", "r", "r", "r")
+           "jaxnets / PyTorch", "GFLOP/img", "% of peak (jax, torch)", "jaxnets compile s",
+           "steps/repeat (jax, torch)", "other procs, cores (jax, torch)")
+ALIGN = ("l", "r", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r")
 
 
 def _cores(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
 
 
-def table_rows(rows: Sequence[Row]) -> list[list[str]]:
+def _percent(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f} %"
+
+
+def table_rows(rows: Sequence[Row], peak: float | None = None) -> list[list[str]]:
     return [[r.model, f"{r.size} px", str(r.batch), r.mode, bc.fmt_rate(r.jax_rate, r.jax_spread),
              bc.fmt_rate(r.torch_rate, r.torch_spread), bc.fmt_ratio(r.ratio),
+             "—" if r.flops_per_item is None else f"{r.flops_per_item / 1e9:.3g}",
+             f"{_percent(r.peak_fraction(r.jax_rate, peak))}, "
+             f"{_percent(r.peak_fraction(r.torch_rate, peak))}",
              f"{r.compile_s:.1f}", f"{r.jax_steps}, {r.torch_steps or '—'}",
              f"{_cores(r.jax_other)}, {_cores(r.torch_other)}"] for r in rows]
 
@@ -251,9 +280,15 @@ def notes(args: argparse.Namespace, infos: Sequence[dict]) -> list[str]:
         "with other load > 0.3 are not a fair comparison.",
         "eval: jitted uint8 → normalise → forward → top-1/5 counts (jaxnets) vs "
         "`model.eval()` + `torch.inference_mode()` with the same normalisation (PyTorch, "
-        "eager, NCHW, fp32). train: `make_train_step` (donated state, BN train mode, CE) vs "
+        f"eager, NCHW, {args.precision}). train: `make_train_step` (donated state, BN train mode, CE) vs "
         "zero_grad/backward/step; both SGD lr 0.1, momentum 0.9, weight decay 5e-4.",
+        "GFLOP/img: XLA's cost analysis of the compiled jaxnets step (the same model, so the "
+        "same FLOPs for PyTorch); % of peak: FLOPs × img/s over the machine's GEMM peak at this "
+        "precision (the better of jax's and PyTorch's n=2048 matmul, see the header).",
     ]
+    if args.precision == "bf16":
+        out.append("bf16: jaxnets `precision='bf16'` (bf16 compute, fp32 parameters and BN "
+                   "statistics) vs PyTorch `torch.autocast('cpu', dtype=torch.bfloat16)`.")
     checks = []
     for info in infos:
         parts = []
@@ -309,6 +344,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--retry-wait", type=float, default=20.0, help="seconds before re-measuring")
     p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS (recorded)")
     p.add_argument("--no-torch", action="store_true", help="time jaxnets only")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="compute precision: jaxnets precision=… vs PyTorch autocast (bf16)")
     p.add_argument("--quick", action="store_true",
                    help="smoke settings: batch 2, 1 warm-up step, 1 step, 1 repeat")
     p.add_argument("--record", action="store_true", help="append the table to --doc")
@@ -385,16 +422,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                           args.epoch_limit, args.seed))
                 gc.collect()
 
+    peak = None
+    extra = {}
+    if rows and not args.quick:
+        gemm = bc.gemm_peak_gflops(args.precision)
+        peak = max(gemm.values())
+        extra["GEMM peak"] = (f"{args.precision} n=2048 matmul, jax {gemm['jax']:.0f} GFLOP/s, "
+                              f"PyTorch {gemm['torch']:.0f} GFLOP/s")
     load_after = bc.load_average()
     import jax
 
-    extra = {"JAX backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
-                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(unset)'}"}
+    extra["JAX backend"] = (f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
+                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(unset)'}")
     if args.note:
         extra["Note"] = args.note
     header = bc.header_lines(threads, load_before=load_before, load_after=load_after,
                              extra=extra)
-    body = bc.markdown_table(HEADERS, table_rows(rows), ALIGN) if rows else ""
+    body = bc.markdown_table(HEADERS, table_rows(rows, peak), ALIGN) if rows else ""
     note_lines = notes(args, infos) if rows else []
     if epoch_rows:
         import bench_epoch
@@ -412,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(
             {"rows": [asdict(r) | {"ratio": r.ratio} for r in rows], "checks": infos,
-             "threads": threads, "machine": bc.machine_info(),
+             "threads": threads, "gemm_peak_gflops": peak, "machine": bc.machine_info(),
              "versions": bc.library_versions()}, indent=2) + "\n")
     if args.record:
         path = bc.append_section(f"bench_models.py — jaxnets vs PyTorch ({threads} thread(s))",

@@ -48,13 +48,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _p in (HERE, ROOT / "tests", ROOT):  # bench_common/bench_models, reference modules
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+import bench_common as bc  # also puts the package and tests/reference on sys.path
 
-import bench_common as bc  # noqa: E402
+ROOT = bc.ROOT
 
 # (label, H=W of the input, C in, C out, stride) per distinct 3×3 conv of the model
 SHAPES = {

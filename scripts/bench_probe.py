@@ -14,16 +14,13 @@ a 2-core CPU). ``--record`` appends the table to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import sys
 import tarfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as bc  # noqa: E402
+import bench_common as bc
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+ROOT, SHARED = bc.ROOT, bc.SHARED
 
 
 def jpeg_folder() -> Path:

@@ -28,18 +28,14 @@ jaxnets vs a PyTorch reference of the masked layers, on the same machine, thread
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import bench_common as bc  # also puts the package and tests/reference on sys.path
 
-import bench_common as bc  # noqa: E402
+ROOT = bc.ROOT
 
-DEFAULT_WEIGHTS = ROOT.parent / "shared" / "data" / "weights" / "resnet20-12fca82f.th"
+DEFAULT_WEIGHTS = bc.SHARED / "weights" / "resnet20-12fca82f.th"
 DEFAULT_DATA = f"imagefolder:{ROOT / '.cache' / 'test-data' / 'cifar10-jpeg'}"
 
 

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as bc  # noqa: E402
+import bench_common as bc
 
 P10 = [0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0]
 G0 = 2.0 ** -7
@@ -107,7 +104,7 @@ def main() -> None:
     load_before = bc.load_average()
     workloads = {"ResNet-18-sized, 11,689,512 weights": np.random.default_rng(0).laplace(
         0, 0.02, 11_689_512).astype(np.float32)}
-    weights = bc.ROOT.parent / "shared" / "data" / "weights" / "resnet20-12fca82f.th"
+    weights = bc.SHARED / "weights" / "resnet20-12fca82f.th"
     if weights.is_file():
         from jaxnets.methods.wfn.layout import Layout
         from jaxnets.models.api import load_weights, resolve

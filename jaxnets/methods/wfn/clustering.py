@@ -114,6 +114,50 @@ def vote(w_free: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return np.bincount(nearest, minlength=cand.size)
 
 
+def _ordered_keys(x: np.ndarray) -> np.ndarray:
+    """float32 → uint32 keys in the same order as the values (IEEE bit trick)."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    return np.where(u >> 31, ~u, u | np.uint32(0x80000000)).astype(np.uint32)
+
+
+def _from_keys(k: np.ndarray) -> np.ndarray:
+    u = np.where(k >> 31, k ^ np.uint32(0x80000000), ~k).astype(np.uint32)
+    return u.view(np.float32)
+
+
+def vote_thresholds(cand: np.ndarray) -> np.ndarray:
+    """t_i (i = 1 … C−1): the smallest float32 w that :func:`vote` gives to cand[i] rather than
+    cand[i−1]. The rule (``|w − lo| <= |hi − w|`` in float32 → lo) is monotone in w, because
+    float32 rounding is, so each boundary is one switch point, found by bisection over the
+    float32 values between the two candidates."""
+    cand = np.asarray(cand, np.float32)
+    lo_c, hi_c = cand[:-1], cand[1:]
+    lo, hi = _ordered_keys(lo_c).astype(np.int64), _ordered_keys(hi_c).astype(np.int64)
+    # invariant: the rule says lo_c at key lo, hi_c at key hi (hi > lo)
+    while np.any(hi - lo > 1):
+        mid = (lo + hi) // 2
+        w = _from_keys(mid.astype(np.uint32))
+        to_lo = np.abs(w - lo_c) <= np.abs(hi_c - w)
+        lo, hi = np.where(to_lo, mid, lo), np.where(to_lo, hi, mid)
+    return _from_keys(hi.astype(np.uint32))
+
+
+def vote_sorted(w_sorted: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """:func:`vote` for ascending ``w_sorted``: each candidate's voters are one run of it."""
+    edges = np.searchsorted(w_sorted, thresholds, side="left")
+    return np.diff(edges, prepend=0, append=w_sorted.size)
+
+
+def _remove_sorted(w_sorted: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``w_sorted`` without one occurrence of each of ``values`` (a sub-multiset of it)."""
+    values = np.sort(values)
+    first = np.searchsorted(w_sorted, values, side="left")
+    repeat = np.arange(values.size) - np.searchsorted(values, values, side="left")
+    keep = np.ones(w_sorted.size, bool)
+    keep[first + repeat] = False
+    return w_sorted[keep]
+
+
 def _prefix_windowed(d: np.ndarray, a: float, quota: int) -> np.ndarray:
     """Positions (into ``d``) of the admitted prefix, in sorted (distance, index) order."""
     n = d.size
@@ -165,13 +209,19 @@ def cluster(w: np.ndarray, p: float, a_t: float, *, mode: str = "relative",
     empty, max_a, steps = 0, float(a_t), 0
     log: list[dict] = []
     pick = _prefix_windowed if windowed else _prefix_full
+    # Votes read a sorted copy of the free weights (binary searches per candidate instead of
+    # one per weight); the selection itself works in index order, as the original's ties need.
+    w_sorted = np.sort(w_free)
+    thresholds_for: tuple[np.ndarray, np.ndarray] | None = None
     while taken < n_take:
         steps += 1
         if steps > max_inner_steps:
             raise ClusteringError(f"clustering did not converge in {max_inner_steps} inner steps")
-        bound = max(abs(float(w_free.min())), float(w_free.max()))
+        bound = max(abs(float(w_sorted[0])), float(w_sorted[-1]))
         cand = candidates(bound, a_t, k, gamma0)
-        counts = vote(w_free, cand)
+        if thresholds_for is None or not np.array_equal(thresholds_for[0], cand):
+            thresholds_for = (cand, vote_thresholds(cand))
+        counts = vote_sorted(w_sorted, thresholds_for[1])
         c = float(cand[int(np.argmax(counts))]) + 0.0  # first maximum = lower candidate; -0 → +0
         d = distances_to(w_free, c, mode, gamma0)
         sel = pick(d, a, n_take - taken)
@@ -198,6 +248,7 @@ def cluster(w: np.ndarray, p: float, a_t: float, *, mode: str = "relative",
         log.append({"centre": c, "taken": take, "order": k, "a": a})
         taken += take
         a = float(a_t)
+        w_sorted = _remove_sorted(w_sorted, w_free[sel])
         keep = np.ones(w_free.size, bool)
         keep[sel] = False
         free_idx = free_idx[keep]

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli"))  # tests/cli/cli_helpers.py
 from cli_helpers import run_cli  # noqa: E402
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli"))
 from cli_helpers import run_cli  # noqa: E402
 
 from jaxnets.methods.probe.features import available_layers  # noqa: E402
@@ -115,7 +113,6 @@ def test_probe_only_umap_writes_pictures_only(capsys, monkeypatch, tmp_path: Pat
 
 
 def test_probe_umap_missing_is_a_warning(monkeypatch, capsys) -> None:
-    import sys
 
     from jaxnets.methods.probe.clustering import umap_embed
 

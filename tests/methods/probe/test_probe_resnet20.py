@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli"))
 from cli_helpers import run_cli  # noqa: E402
 
 from jaxnets.methods.probe.features import CIFAR_RESNET_LAYERS  # noqa: E402

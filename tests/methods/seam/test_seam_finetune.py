@@ -68,9 +68,6 @@ def test_seam_finetune_bad_input(opts: dict, match: str, tmp_path: Path) -> None
 
 
 def test_seam_finetune_cli_options_reach_the_runner(tmp_path: Path, capsys, monkeypatch) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli"))
     from cli_helpers import run_cli
 
     code, _, err = run_cli(["seam", "finetune", "digits_cnn", "--data", "digits", "--lr-s1-output", "0",

@@ -19,6 +19,9 @@ from jaxnets.methods.wfn.clustering import (
     distances_to,
     run_schedule,
     threshold_schedule,
+    vote,
+    vote_sorted,
+    vote_thresholds,
 )
 from jaxnets.methods.wfn.metrics import entropy_bits, value_stats
 
@@ -274,6 +277,19 @@ def _literal_cluster(w, p, a_t, mode):
         else:
             a = a_t
     return ~np.array(free), out, centres
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sorted_votes_equal_per_weight_votes(seed):
+    """The binary-search votes (one switch point per candidate pair) give the per-weight rule's
+    counts, also for weights on and next to the float32 midpoints, the candidates, ±0."""
+    rng = np.random.default_rng(seed)
+    w = (rng.laplace(0, 0.02, 3000) * rng.choice([1e-3, 1.0, 10.0])).astype(np.float32)
+    cand = candidates(float(np.abs(w).max()), float(rng.choice([0.005, 0.01, 0.05])), int(rng.integers(0, 4)))
+    mids = ((cand[:-1].astype(np.float64) + cand[1:]) / 2).astype(np.float32)
+    w = np.concatenate([w, cand, mids, np.nextafter(mids, np.float32(np.inf)),
+                        np.nextafter(mids, np.float32(-np.inf)), [-0.0, 0.0, 1e3, -1e3]]).astype(np.float32)
+    np.testing.assert_array_equal(vote_sorted(np.sort(w), vote_thresholds(cand)), vote(w, cand))
 
 
 def test_entropy_toy():

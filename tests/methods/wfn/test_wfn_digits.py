@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli"))
 from cli_helpers import run_cli  # noqa: E402
 
 OPTS = {"model": "digits_cnn", "data": "digits", "pretrain_epochs": 3, "pretrain_lr": 3e-3,
