@@ -144,8 +144,8 @@ def make_train_step(
     dtype = compute_dtype(precision)
     apply = _apply_fn(model, dtype)
 
-    def step(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array,
-             transform_args: Any) -> tuple[TrainState, dict]:
+    def train_step(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array,
+                   transform_args: Any) -> tuple[TrainState, dict]:
         x = normalize_images(images, normalize, dtype)
         key = jax.random.fold_in(state.key, state.step)
         rngs = {name: jax.random.fold_in(key, i) for i, name in enumerate(rng_names)}
@@ -185,7 +185,7 @@ def make_train_step(
         from jaxnets.train.parallel import replicated
 
         kwargs["out_shardings"] = (replicated(mesh), replicated(mesh))
-    return Step(jax.jit(step, **kwargs), mesh, "train")
+    return Step(jax.jit(train_step, **kwargs), mesh, "train")
 
 
 def make_eval_step(
@@ -206,8 +206,8 @@ def make_eval_step(
     dtype = compute_dtype(precision)
     apply = _apply_fn(model, dtype)
 
-    def step(variables: Mapping, images: jax.Array, labels: jax.Array, mask: jax.Array,
-             transform_args: Any) -> dict:
+    def eval_step(variables: Mapping, images: jax.Array, labels: jax.Array, mask: jax.Array,
+                  transform_args: Any) -> dict:
         x = normalize_images(images, normalize, dtype)
         variables = dict(variables)
         if param_transform:
@@ -227,7 +227,7 @@ def make_eval_step(
         from jaxnets.train.parallel import data_sharding
 
         kwargs["out_shardings"] = data_sharding(mesh)
-    jitted = jax.jit(step, **kwargs)
+    jitted = jax.jit(eval_step, **kwargs)
 
     class EvalStep(Step):
         def __call__(self, variables: Any, images: Any, labels: Any, mask: Any = None,

@@ -69,3 +69,32 @@ def test_fit_digits_end_to_end(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["44", "66", "88"]
     phases = [json.loads(x)["phase"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert phases.count("epoch") == 4 and phases.count("train") == 8
+
+
+def test_fit_compiles_each_step_once_across_epochs(tmp_path, caplog):
+    """Three epochs with a padded last batch, checkpoints and an evaluation every epoch: the
+    train step and the eval step are each compiled once (issue 9: no recompiles across epochs)."""
+    import logging
+
+    import jax
+
+    model, state = make_state(optax.adam(3e-3))
+    step = make_train_step(model, normalize=NORM)
+    evaluate = make_eval_step(model, normalize=NORM)
+    test_loader = digits_loader(100, split="test")  # 360 test images: a padded last batch
+
+    def eval_fn(state):
+        for b in test_loader.epoch(0):
+            evaluate(state, b.images, b.labels, b.mask)
+        return {}
+
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        result = fit(state, step, digits_loader(100, drop_last=False), epochs=3, run_dir=tmp_path,
+                     eval_fn=eval_fn, eval_every=1, model_name="digits_cnn")
+    # the first step's time (compilation included) is reported once, in the first epoch row
+    assert [("first_step_time" in r) for r in result.history] == [True, False, False]
+    assert result.history[0]["first_step_time"] > 0
+    assert step.jitted._cache_size() == 1 and evaluate.jitted._cache_size() == 1
+    compiled = [r.getMessage()[:40] for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
+    assert sum(m.startswith("Compiling jit(train_step)") for m in compiled) == 1, compiled
+    assert sum(m.startswith("Compiling jit(eval_step)") for m in compiled) == 1, compiled

@@ -60,7 +60,7 @@ def test_padding_mask_excludes_examples():
     assert np.all(np.asarray(out["correct_topk"]) >= np.asarray(out["correct"]))
 
 
-def _count_compiles(caplog, name: str = "step") -> int:
+def _count_compiles(caplog, name: str = "train_step") -> int:
     return sum(f"Compiling jit({name})" in r.getMessage() for r in caplog.records)
 
 
