@@ -213,47 +213,35 @@ class DigitsCNN(nn.Module):
 # Registry
 # --------------------------------------------------------------------------------------------
 
+# The hyperplane-paper models share CIFAR-10 at 32 px with its 2020 normalisation.
+_cifar_spec = functools.partial(ModelSpec, family="small", input_size=32, num_classes=10,
+                                normalization="cifar_2020")
+
 SPECS = [
-    ModelSpec(
+    _cifar_spec(
         name="lenet",
-        family="small",
         build=LeNet,
-        input_size=32,
-        num_classes=10,
-        normalization="cifar_2020",
         keymap=KeyMap(flatten_chw={"classifier.0": (64, 3, 3)}),
         head="classifier_6",
         description="hyperplane paper's custom 9-layer LeNet (Xavier-uniform gain √2 init)",
     ),
-    ModelSpec(
+    _cifar_spec(
         name="mlp",
-        family="small",
         build=functools.partial(MLP, use_bn=False),
-        input_size=32,
-        num_classes=10,
-        normalization="cifar_2020",
         keymap=KeyMap(flatten_chw={"hidden1.fc": (3, 32, 32)}),
         head="classifier",
         description="hyperplane paper's MLP 3072-4096-(1024-4096)×3 (kaiming fan_out init)",
     ),
-    ModelSpec(
+    _cifar_spec(
         name="mlp_bn",
-        family="small",
         build=functools.partial(MLP, use_bn=True),
-        input_size=32,
-        num_classes=10,
-        normalization="cifar_2020",
         keymap=KeyMap(flatten_chw={"hidden1.fc": (3, 32, 32)}),
         head="classifier",
         description="hyperplane paper's MLP with BatchNorm1d after each hidden block",
     ),
-    ModelSpec(
+    _cifar_spec(
         name="allconv4",
-        family="small",
         build=AllConv4,
-        input_size=32,
-        num_classes=10,
-        normalization="cifar_2020",
         keymap=KeyMap(flatten_chw={"fc1": (128, 5, 5)}),
         head="fc3",
         description="All_Conv_4 of WFN (4 convs, 3 linears without nonlinearity between)",
