@@ -202,7 +202,8 @@ def fit(
     global_step = int(jax.device_get(state.step))
     last_saved = resumed_from
     stopped = False
-    first_step_time: float | None = None  # compile (or cache load) + one step, reported once
+    first_step_time: float | None = None  # compile (or cache load) + one step
+    first_step_reported = False
 
     def save(epoch: int, step_in_epoch: int, sums: Mapping[str, float]) -> None:
         nonlocal last_saved
@@ -231,7 +232,6 @@ def fit(
             for epoch in range(start_epoch, epochs):
                 s0 = start_step if epoch == start_epoch else 0
                 meter = _Meter(epoch_sums if epoch == start_epoch else None)
-                first_row = False
                 bar.start(n_steps, f"epoch {epoch + 1}/{epochs}", completed=s0)
                 t_epoch = t_window = time.perf_counter()
                 images_window = images_epoch = 0
@@ -239,14 +239,11 @@ def fit(
                 stack.callback(_close, batches)  # stop a prefetch thread on an early exit
                 for step_in_epoch, batch in enumerate(batches, start=s0):
                     images, labels, mask = _unpack(batch)
+                    t_step = time.perf_counter()
+                    state, metrics = train_step(state, images, labels, mask, transform_args)
                     if first_step_time is None:
-                        t_first = time.perf_counter()
-                        state, metrics = train_step(state, images, labels, mask, transform_args)
                         jax.block_until_ready(metrics)  # the one host sync, on the first step only
-                        first_step_time = time.perf_counter() - t_first
-                        first_row = True
-                    else:
-                        state, metrics = train_step(state, images, labels, mask, transform_args)
+                        first_step_time = time.perf_counter() - t_step
                     global_step += 1
                     n_img = int(labels.shape[0])
                     images_window += n_img
@@ -285,9 +282,9 @@ def fit(
                        **meter.epoch.summary("train_"),
                        "images_per_sec": images_epoch / max(elapsed, 1e-9),
                        "epoch_time": elapsed}
-                if first_row:
+                if first_step_time is not None and not first_step_reported:
                     row["first_step_time"] = first_step_time  # includes XLA compilation
-                    first_row = False
+                    first_step_reported = True
                 if eval_fn is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
                     row.update(host_metrics(dict(eval_fn(state))))
                 if writer is not None:

@@ -80,6 +80,32 @@ def _copy(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.device_get(tree))
 
 
+def _train_keep_best(module: Any, norm: Any, step: Callable, state: Any, train_l: Any, test_l: Any,
+                     variables_of: Callable[[Any], dict], *, epochs: int, early_stop: int,
+                     log: Callable[[str], None], name: str) -> tuple[dict, dict]:
+    """Train epoch by epoch, testing after each; keep the variables of the best test accuracy
+    (ties go to the later epoch); stop after ``early_stop`` epochs without a new best (> 0)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnets.train.steps import normalize_images
+
+    predict = jax.jit(lambda v, x: jnp.argmax(module.apply(v, normalize_images(x, norm), train=False), -1))
+    best, best_acc, best_epoch, since = None, -1.0, -1, 0
+    for epoch in range(epochs):
+        for b in train_l.epoch(epoch):
+            state, _ = step(state, b.images, b.labels, b.mask)
+        acc = _accuracy(predict, test_l, variables_of(state))
+        if acc >= best_acc:
+            best, best_acc, best_epoch, since = _copy(variables_of(state)), acc, epoch, 0
+        else:
+            since += 1
+        log(f"{name} epoch {epoch}: test acc {acc:.4f}")
+        if 0 < early_stop <= since:
+            break
+    return best, {"acc": best_acc, "epoch": best_epoch, "epochs_run": epoch + 1}
+
+
 def step1_fit_output(module: Any, variables: Mapping, head: str, train_l: Any, test_l: Any,
                      norm: Any, *, lr: float, epochs: int, early_stop: int, seed: int,
                      log: Callable[[str], None] = print) -> tuple[dict, dict]:
@@ -88,26 +114,14 @@ def step1_fit_output(module: Any, variables: Mapping, head: str, train_l: Any, t
     import jax.numpy as jnp
 
     from jaxnets.train.state import TrainState, trainable_from_patterns
-    from jaxnets.train.steps import make_train_step, normalize_images
+    from jaxnets.train.steps import make_train_step
 
     trainable = trainable_from_patterns(variables["params"], [f"^{head}/"])
     # The step donates its state: work on a copy so the caller's (pretrained) arrays survive.
     state = TrainState.create(module, jax.tree_util.tree_map(jnp.array, variables), _sgd(lr), seed=seed)
     step = make_train_step(module, normalize=norm, trainable_mask=trainable)
-    predict = jax.jit(lambda v, x: jnp.argmax(module.apply(v, normalize_images(x, norm), train=False), -1))
-    best, best_acc, best_epoch, since = None, -1.0, -1, 0
-    for epoch in range(epochs):
-        for b in train_l.epoch(epoch):
-            state, _ = step(state, b.images, b.labels, b.mask)
-        acc = _accuracy(predict, test_l, state.variables)
-        if acc >= best_acc:  # ties go to the later epoch
-            best, best_acc, best_epoch, since = _copy(state.variables), acc, epoch, 0
-        else:
-            since += 1
-        log(f"step 1 epoch {epoch}: test acc {acc:.4f}")
-        if 0 < early_stop <= since:
-            break
-    return best, {"acc": best_acc, "epoch": best_epoch, "epochs_run": epoch + 1}
+    return _train_keep_best(module, norm, step, state, train_l, test_l, lambda st: st.variables,
+                            epochs=epochs, early_stop=early_stop, log=log, name="step 1")
 
 
 def step2_reengineer(module: Any, variables: Mapping, head: str, train_l: Any, test_l: Any,
@@ -180,7 +194,7 @@ def step3_finetune(module: Any, variables: Mapping, head: str, keep: Any, train_
     import optax
 
     from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_train_step, normalize_images
+    from jaxnets.train.steps import make_train_step
     from jaxnets.transforms import masks as mask_ops
 
     labels_fn = lambda p: {k: ("head" if k == head else "body") for k in p}  # noqa: E731
@@ -188,25 +202,13 @@ def step3_finetune(module: Any, variables: Mapping, head: str, keep: Any, train_
     transform = (lambda p, _: mask_ops.apply_mask(p, keep)) if keep is not None else None
     state = TrainState.create(module, jax.tree_util.tree_map(jnp.array, variables), tx, seed=seed)
     step = make_train_step(module, normalize=norm, param_transform=transform)
-    predict = jax.jit(lambda v, x: jnp.argmax(module.apply(v, normalize_images(x, norm), train=False), -1))
 
     def final(st: Any) -> dict:
         p = st.params if transform is None else transform(st.params, None)
         return {"params": p, **({"batch_stats": st.batch_stats} if st.batch_stats else {})}
 
-    best, best_acc, best_epoch, since = None, -1.0, -1, 0
-    for epoch in range(epochs):
-        for b in train_l.epoch(epoch):
-            state, _ = step(state, b.images, b.labels, b.mask)
-        acc = _accuracy(predict, test_l, final(state))
-        if acc >= best_acc:
-            best, best_acc, best_epoch, since = _copy(final(state)), acc, epoch, 0
-        else:
-            since += 1
-        log(f"step 3 epoch {epoch}: test acc {acc:.4f}")
-        if 0 < early_stop <= since:
-            break
-    return best, {"acc": best_acc, "epoch": best_epoch, "epochs_run": epoch + 1}
+    return _train_keep_best(module, norm, step, state, train_l, test_l, final,
+                            epochs=epochs, early_stop=early_stop, log=log, name="step 3")
 
 
 def run_finetune(opts: Mapping[str, Any]) -> dict:
