@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnets.errors import JaxnetsError
+from jaxnets.runtime import create_run_dir
 
 SUMMARY_SCHEMA = "jaxnets.demo/1"
 METHODS = ("decompose", "wfn", "probe", "seam", "hyperplanes")
@@ -54,28 +55,19 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, epochs: int = 15,
+def run_demo(out: str | Path | None = None, *, seed: int = 0, epochs: int = 15,
              methods: tuple[str, ...] = METHODS, quick: bool = False, quiet: bool = False) -> dict:
     """Train ``digits_cnn`` on digits and run the selected methods on it; returns the summary.
 
     ``quick`` shortens every stage (fewer epochs and rounds) for tests.
     """
-    import shutil
-
     from jaxnets.cli.train_cmd import run_train
     from jaxnets.ui import info
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise JaxnetsError(f"unknown demo method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    out = Path(out).absolute()
-    if out.exists() and any(out.iterdir()):
-        # The demo owns its folder: a rerun replaces its own previous outputs, nothing else.
-        if not (out / "summary.json").exists() and not (out / "report.md").exists():
-            raise JaxnetsError(f"{out} holds something other than a demo; choose another --out")
-        for name in ("train", *METHODS):
-            shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    out = create_run_dir(out, "demo")
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -101,6 +93,7 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, epochs: int = 15,
         summary[name] = _jsonable(stages[name]())
         timings[name] = time.perf_counter() - t0
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    summary["report"] = str(out / "report.md")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "report.md").write_text(_report(summary, out))
     return summary

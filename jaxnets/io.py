@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,20 +27,61 @@ def read_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: unreadable jaxnets metadata ({exc})") from None
 
 
+def _manifest(folder: Path) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of every file under ``folder`` except the metadata."""
+    out = {}
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != META):
+        out[file.relative_to(folder).as_posix()] = [file.stat().st_size,
+                                                    hashlib.sha256(file.read_bytes()).hexdigest()]
+    return out
+
+
 def save_variables(path: str | Path, variables: Mapping, metadata: Mapping[str, Any]) -> Path:
-    """Write ``variables`` to the folder ``path`` (created; must not exist or be empty)."""
+    """Write ``variables`` to the folder ``path`` (must not exist, or be empty).
+
+    Atomic: written under a temporary sibling and renamed into place, so a crash never leaves a
+    half-written checkpoint under ``path``. ``jaxnets.json`` records every file's size and
+    SHA-256, so a checkpoint damaged later is detected (:func:`checkpoint_problem`).
+    """
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
-    if path.exists() and any(path.iterdir()):
-        raise CheckpointError(f"refusing to overwrite non-empty folder {path}")
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise CheckpointError(f"refusing to overwrite {path} (nothing was overwritten)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(path / "variables", dict(variables))
+        ckpt.save(tmp / "variables", dict(variables))
         ckpt.wait_until_finished()
-    meta = {"format": "jaxnets", "format_version": FORMAT_VERSION, **metadata}
-    (path / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    meta = {"format": "jaxnets", "format_version": FORMAT_VERSION, **metadata, "files": _manifest(tmp)}
+    (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    if path.exists():
+        path.rmdir()  # empty (checked above)
+    tmp.rename(path)
     return path
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why the jaxnets checkpoint folder ``path`` is incomplete or damaged, or None if it is whole."""
+    path = Path(path)
+    if not (path / META).is_file():
+        return f"{path} has no {META} (not a jaxnets checkpoint, or written only in part)"
+    try:
+        files = json.loads((path / META).read_text()).get("files")
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        return f"{path / META} is unreadable ({exc})"
+    if files is None:
+        return None  # written before manifests existed: nothing to compare with
+    for rel, (size, digest) in files.items():
+        file = path / rel
+        if not file.is_file():
+            return f"{path}: {rel} is missing"
+        if file.stat().st_size != size or hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            return f"{path}: {rel} differs from what was written (truncated or modified)"
+    return None
 
 
 def load_variables(path: str | Path, target: Mapping, model_name: str | None = None) -> dict:
@@ -47,6 +91,9 @@ def load_variables(path: str | Path, target: Mapping, model_name: str | None = N
 
     path = Path(path).absolute()
     meta = read_metadata(path)
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint is damaged: {problem}")
     if model_name and meta.get("model") not in (None, model_name):
         raise CheckpointError(
             f"{path} holds a '{meta.get('model')}' checkpoint, not '{model_name}'")

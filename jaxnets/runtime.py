@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,32 +65,128 @@ def versions() -> dict[str, str]:
     return out
 
 
-def create_run_dir(out: str | Path | None, command: str, model: str | None = None,
-                   must_not_contain: tuple[str, ...] = ()) -> Path:
+# Options that never change what a run computes: a resume may give them other values.
+RESUME_HARMLESS_OPTIONS = frozenset({
+    "out", "resume", "config", "dry_run", "verbose", "quiet", "log_every", "progress",
+    "checkpoint_every", "devices", "coordinator", "num_processes", "process_id",
+})
+
+
+def default_run_path(out: str | Path | None, command: str, model: str | None = None) -> Path:
+    """``--out`` as given, or a new ``runs/<command>/<model>-<timestamp>`` (suffixed when taken)."""
+    if out is not None:
+        return Path(out).expanduser().absolute()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs").absolute() / command / (f"{model}-{stamp}" if model else stamp)
+    path, n = base, 1
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
+
+
+def holds_results(path: Path) -> bool:
+    """The one test of the no-overwrite rule: an existing file, or a folder with anything in it."""
+    if not path.exists() and not path.is_symlink():
+        return False
+    if path.is_dir():
+        return any(path.iterdir())
+    return True
+
+
+def _make_folder(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".jaxnets-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise JaxnetsError(f"{what} {path}: cannot create or write it ({exc.strerror or exc})") from None
+
+
+def create_run_dir(out: str | Path | None, command: str, model: str | None = None, *,
+                   resume: str | Path | bool | None = None) -> Path:
     """The run folder: ``--out`` or ``runs/<command>/<model>-<timestamp>``.
 
-    Refuses a folder that already holds one of ``must_not_contain`` so nothing is overwritten.
+    The no-overwrite rule: the folder must be new or empty. Only a command that resumes
+    (``resume`` set) may reopen a folder that holds results, and :func:`check_resume_config`
+    (called by ``write_config``) then refuses any option that would change the computation.
     """
-    if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / command / (f"{model}-{stamp}" if model else stamp)
-    path = Path(out).absolute()
+    path = default_run_path(out, command, model)
     if path.exists() and not path.is_dir():
-        raise JaxnetsError(f"--out {path} exists and is not a folder")
-    clash = [name for name in must_not_contain if (path / name).exists()]
-    if clash:
-        raise JaxnetsError(f"--out {path} already holds {', '.join(clash)}; choose another folder "
-                           "(nothing was overwritten)")
-    path.mkdir(parents=True, exist_ok=True)
+        raise JaxnetsError(f"--out {path} exists and is not a folder (nothing was overwritten)")
+    if not resume and holds_results(path):
+        shown = sorted(p.name for p in path.iterdir())
+        more = f", … ({len(shown)} entries)" if len(shown) > 3 else ""
+        raise JaxnetsError(f"--out {path} already holds results ({', '.join(shown[:3])}{more}); choose a new "
+                           "folder (nothing was overwritten)")
+    _make_folder(path, "--out")
     return path
+
+
+def claim_output_file(path: str | Path, option: str) -> Path:
+    """A file a command is about to write (``--json``, ``--out FILE.png``): refused if it exists."""
+    path = Path(path).expanduser().absolute()
+    if holds_results(path):
+        raise JaxnetsError(f"{option} {path} already exists; choose a new file name (nothing was overwritten)")
+    _make_folder(path.parent, option)
+    return path
+
+
+# Options a resume may raise (never lower): continuing a finished run for more epochs.
+RESUME_EXTENDABLE_OPTIONS = frozenset({"epochs"})
+
+
+def check_resume_config(saved: Mapping[str, Any], new: Mapping[str, Any], source: Path) -> dict[str, Any]:
+    """Refuse a resume whose options differ from the saved run's in anything that changes results.
+
+    Returns the options that differ harmlessly or were extended (for the resume's record).
+    """
+    def acceptable(key: str) -> bool:
+        if key in RESUME_HARMLESS_OPTIONS:
+            return True
+        if key in RESUME_EXTENDABLE_OPTIONS:
+            try:
+                return int(new[key]) >= int(saved[key])
+            except (TypeError, ValueError):
+                return False
+        return False
+
+    differing = [key for key in sorted(set(saved) & set(new)) if saved[key] != new[key]]
+    changed = [key for key in differing if not acceptable(key)]
+    if changed:
+        listed = ", ".join(f"--{k.replace('_', '-')} {new[k]!r} (saved: {saved[k]!r})" for k in changed[:6])
+        raise JaxnetsError(f"cannot resume {source}: options differ from the saved run: {listed}; resume with "
+                           "the saved values or start a new run (nothing was written)")
+    return {key: new[key] for key in differing}
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically (tmp file + rename), so a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    """Write strict JSON atomically (tmp file + rename), so a crash never leaves half a file.
+
+    NaN and ±inf have no JSON spelling: they are written as null, and a top-level mapping gains
+    ``"non_finite_values"``: the paths of those values (e.g. ``"history/3/loss"``).
+    """
+    found: list[str] = []
+    clean = _finite_or_null(data, "", found)
+    if found and isinstance(clean, dict):
+        clean["non_finite_values"] = found
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(clean, indent=2, default=_jsonable, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def _finite_or_null(value: Any, where: str, found: list[str]) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _finite_or_null(v, f"{where}/{k}" if where else str(k), found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v, f"{where}/{i}" if where else str(i), found) for i, v in enumerate(value)]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _finite_or_null(value.tolist(), where, found)
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(where or "(value)")
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -51,6 +51,12 @@ def main() -> None:
     except JaxnetsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        # The file system said no (disk full, permissions, a path under a file): the user's
+        # environment, not a bug; one line naming the file.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

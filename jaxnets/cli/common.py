@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,11 +55,12 @@ def resolve_options(ctx: typer.Context, values: dict[str, Any], section: str) ->
     if unknown:
         raise JaxnetsError(f"--config: unknown option(s) for '{section}': {', '.join(unknown)}")
     out = dict(values)
+    params = {p.name: p for p in ctx.command.params}
     for key, value in config.items():
         source = ctx.get_parameter_source(key)
         # typer vendors click; compare by name (DEFAULT = the user did not type the flag).
         if source is None or source.name == "DEFAULT":
-            out[key] = value
+            out[key] = _typed_config_value(params.get(key), key, value, values.get("config"))
     from jaxnets.ui import set_verbosity
 
     set_verbosity(out.get("verbose", 0) or 0, bool(out.get("quiet", False)))
@@ -69,6 +71,58 @@ def resolve_options(ctx: typer.Context, values: dict[str, Any], section: str) ->
         print(json.dumps({"command": section, "options": shown}, indent=2, default=str))
         raise typer.Exit(0)
     return out
+
+
+def _typed_config_value(param: Any, key: str, value: Any, path: Any) -> Any:
+    """A TOML value checked against the option's declared type, as the same flag would be.
+
+    Stricter than string parsing where TOML has types of its own: an int option refuses 12.7, a
+    text option refuses a list or a table, a flag refuses anything but true/false.
+    """
+    descriptor = getattr(param, "type_descriptor", None)
+    annotation = getattr(descriptor, "annotation", None)
+    where = f"--config {path}: {key} = {value!r}"
+    if annotation is None:
+        return value
+    if getattr(param, "count", False):
+        annotation = int
+    element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+    if element is not None:
+        if not isinstance(value, list):
+            value = [value]
+        return [_typed_scalar(element, v, where) for v in value]
+    return _typed_scalar(annotation, value, where)
+
+
+def _typed_scalar(annotation: Any, value: Any, where: str) -> Any:
+    if isinstance(value, (list, dict)):
+        raise JaxnetsError(f"{where}: expected one value, not a {'list' if isinstance(value, list) else 'table'}")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise JaxnetsError(f"{where}: expected true or false")
+        return value
+    if isinstance(value, bool):
+        raise JaxnetsError(f"{where}: expected {_TYPE_WORDS.get(annotation, 'text')}, not true/false")
+    if annotation is int:
+        if not isinstance(value, int):
+            raise JaxnetsError(f"{where}: expected a whole number")
+        return value
+    if annotation is float:
+        if not isinstance(value, (int, float)):
+            raise JaxnetsError(f"{where}: expected a number")
+        return float(value)
+    if annotation is Path:
+        if not isinstance(value, str) or not value:
+            raise JaxnetsError(f"{where}: expected a path (text)")
+        return Path(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise JaxnetsError(f"{where}: expected text")
+        return str(value)
+    return value
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", Path: "a path"}
 
 
 def parse_classes(text: str | None) -> list[int] | None:

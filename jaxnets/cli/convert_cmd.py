@@ -50,12 +50,9 @@ def run_convert(opts: dict) -> dict:
     spec = resolve(opts["model"])
     module = spec.create(opts["num_classes"] or spec.num_classes)
     variables = load_weights(spec, module, opts["checkpoint"])
-    out = Path(opts["out"] or Path("runs") / "convert" / spec.name).absolute()
-    target = {"jaxnets": out / "checkpoint", "torch": out / f"{spec.name}.pth",
-              "npz": out / f"{spec.name}.npz"}[opts["to"]]
-    if target.exists():
-        raise JaxnetsError(f"{target} already exists (nothing was overwritten)")
-    run_dir = create_run_dir(out, "convert", spec.name)
+    run_dir = create_run_dir(opts["out"], "convert", spec.name)
+    target = {"jaxnets": run_dir / "checkpoint", "torch": run_dir / f"{spec.name}.pth",
+              "npz": run_dir / f"{spec.name}.npz"}[opts["to"]]
 
     state = variables_to_state_dict(variables, spec.keymap)
     reloaded = _round_trip(spec, module, state)

@@ -12,7 +12,7 @@ from jaxnets.cli.common import QuietOpt, SeedOpt, VerboseOpt
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder of the demo.")] = Path("runs/demo"),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder of the demo (new or empty; default runs/demo/<time>).")] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs of the digits CNN.")] = 15,
     methods: Annotated[str, typer.Option(help="Comma-separated subset of: decompose, wfn, probe, seam, hyperplanes.")] = "decompose,wfn,probe,seam,hyperplanes",
     quick: Annotated[bool, typer.Option("--quick", help="Shorter schedules everywhere (for tests).")] = False,
@@ -35,4 +35,4 @@ def demo(
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     summary = run_demo(out, seed=seed, epochs=epochs, methods=chosen, quick=quick, quiet=quiet)
     print(f"demo: digits_cnn test top-1 {100 * summary['train']['test_top1']:.2f} %; "
-          f"report: {Path(out).absolute() / 'report.md'}")
+          f"report: {summary['report']}")

@@ -91,7 +91,9 @@ def plot(
 
     from jaxnets.errors import JaxnetsError
     from jaxnets.methods.probe.plots import plot_overlay
+    from jaxnets.runtime import claim_output_file
 
+    out = claim_output_file(out, "--out")
     docs, names = [], []
     for path in results:
         file = path / "result.json" if path.is_dir() else path

@@ -170,15 +170,17 @@ def build_sources(opts: dict):
 
 def run_train(opts: dict) -> dict:
     import json
+    import shutil
 
     import jax
 
     from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
     from jaxnets.data.transforms import normalization_for
     from jaxnets.errors import JaxnetsError
-    from jaxnets.io import save_variables
+    from jaxnets.io import checkpoint_problem, save_variables
     from jaxnets.models.api import init_variables, load_weights, resolve
     from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
+    from jaxnets.train.checkpoint import resumed_run_folder
     from jaxnets.train.evaluate import evaluate as run_eval
     from jaxnets.train.logging import write_config
     from jaxnets.train.loop import fit
@@ -201,8 +203,7 @@ def run_train(opts: dict) -> dict:
         check_divisible(opts["batch_size"], mesh)
     train_src, val_src, test_src, n_classes, class_list = build_sources(opts)
     spec = adapt_to_data(spec, train_src, n_classes)
-    run_dir = create_run_dir(opts["out"], "train", spec.name,
-                             must_not_contain=() if opts["resume"] else ("metrics.jsonl",))
+    run_dir = create_run_dir(opts["out"], "train", spec.name, resume=opts["resume"])
     setup_jax(n_devices)
     if not opts["shuffle"] and not opts["split"]:
         warn("--shuffle is off (the original's default): training batches come in the same order every epoch")
@@ -219,7 +220,7 @@ def run_train(opts: dict) -> dict:
                      mesh=mesh, description=name)
         return {f"{name}_top1": r.top1, **({f"{name}_top5": r.top5} if r.top5 is not None else {})}
 
-    write_config(run_dir, opts, "train")
+    write_config(run_dir, opts, "train", resume_from=resumed_run_folder(opts["resume"], run_dir))
     if opts["evaluate"] or opts["evaluate_train"]:
         src, name = (test_src, "test") if opts["evaluate"] else (train_src, "train")
         result = evaluate_on(variables, src, name)
@@ -245,8 +246,13 @@ def run_train(opts: dict) -> dict:
 
     def snapshot(variables, label: str, epoch: int, **extra) -> None:
         target = snapshots / f"{spec.name}_{label}"
-        if not target.exists():
-            save_variables(target, jax.device_get(variables), {**meta_base, "epoch": epoch, **extra})
+        if target.exists():
+            problem = checkpoint_problem(target)
+            if problem is None:
+                return  # written whole by the interrupted run this one resumes
+            warn(f"rewriting the damaged snapshot {target.name}: {problem}")
+            shutil.rmtree(target)
+        save_variables(target, jax.device_get(variables), {**meta_base, "epoch": epoch, **extra})
 
     if not opts["resume"] or not (run_dir / "checkpoints").exists():
         snapshot(variables, "pretrained_0" if opts["pretrained"] else "init_0", 0, epoch_completed=0)

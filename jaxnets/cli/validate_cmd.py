@@ -82,7 +82,7 @@ def run_validate(opts: dict) -> dict:
                          classes=parse_classes(opts["classes"]))
     num_classes = opts["num_classes"] or spec.num_classes
     spec = adapt_to_data(spec, source, num_classes)
-    run_dir = create_run_dir(opts["out"], "validate", spec.name, must_not_contain=("results.json",))
+    run_dir = create_run_dir(opts["out"], "validate", spec.name)
     setup_jax(n_devices)
     mean, std = normalization_for(spec, opts["normalize"])
     module = spec.create(num_classes)

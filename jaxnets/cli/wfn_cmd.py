@@ -91,7 +91,10 @@ def stats(
     Example: jaxnets wfn stats runs/demo/wfn/final_model.pth --model digits_cnn --per-tensor
     """
     from jaxnets.methods.wfn.runner_stats import checkpoint_stats
+    from jaxnets.runtime import claim_output_file
 
+    if json_out is not None:
+        json_out = claim_output_file(json_out, "--json")
     result = checkpoint_stats(checkpoint, model=model, bn_inc=bn_inc)
     print(f"{checkpoint}: {result['count']} quantisable values in {result['tensors']} tensors")
     print(f"  all values : unique {result['unique_all']}, entropy {result['entropy_all']:.6f} bits "
@@ -105,7 +108,7 @@ def stats(
     if json_out is not None:
         from jaxnets.runtime import write_json
 
-        write_json(Path(json_out), result)
+        write_json(json_out, result)
 
 
 def register(app: typer.Typer) -> None:

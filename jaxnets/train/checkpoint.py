@@ -239,6 +239,16 @@ def _check_shapes(template: Any, state: Any, where: Path) -> None:
                                   f"{np.shape(y)}, the model expects {np.shape(x)}")
 
 
+def resumed_run_folder(resume: str | Path | None, run_dir: str | Path) -> Path | None:
+    """The run folder whose ``config.json`` a ``--resume`` continues (None: a fresh start or
+    this very run folder)."""
+    if resume in (None, False, "", "auto"):
+        return None
+    path = Path(resume).expanduser().absolute()
+    folder = path.parent if path.name == CHECKPOINT_DIR else path
+    return None if folder == Path(run_dir).absolute() else folder
+
+
 def find_resume(resume: str | Path | None, run_dir: str | Path | None) -> Path | None:
     """Where to resume from, or None for a fresh start.
 

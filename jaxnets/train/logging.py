@@ -53,14 +53,40 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_config(run_dir: str | Path, config: Mapping[str, Any], command: str = "train",
-                 **extra: Any) -> Path:
+                 *, resume_from: str | Path | None = None, **extra: Any) -> Path:
     """``config.json``: the command, the resolved options, library versions, ``extra`` fields
-    (written atomically)."""
-    from jaxnets.runtime import write_json
+    (written atomically).
+
+    Never rewrites a run's record: where ``config.json`` exists (a resumed run) or
+    ``resume_from`` names another run folder, the new options are checked against the saved
+    ones (:func:`jaxnets.runtime.check_resume_config`) and the invocation is appended to
+    ``resumes.jsonl`` instead.
+    """
+    from jaxnets.errors import JaxnetsError
+    from jaxnets.runtime import check_resume_config, write_json
 
     path = Path(run_dir) / CONFIG_JSON
+    options = _jsonable(dict(config))
+    sources = [path] + ([Path(resume_from) / CONFIG_JSON] if resume_from is not None else [])
+    differing: dict[str, Any] = {}
+    for saved_path in sources:
+        if not saved_path.is_file():
+            continue
+        try:
+            saved = json.loads(saved_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise JaxnetsError(f"cannot resume: {saved_path} is unreadable ({exc})") from None
+        if saved.get("command") != command:
+            raise JaxnetsError(f"cannot resume: {saved_path.parent} is a '{saved.get('command')}' run, "
+                               f"not '{command}' (nothing was written)")
+        differing = check_resume_config(saved.get("options", {}), options, saved_path.parent)
+    if path.is_file():
+        with (path.parent / "resumes.jsonl").open("a") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), "argv": sys.argv, "changed": differing,
+                                "versions": library_versions()}) + "\n")
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"command": command, "options": _jsonable(dict(config)),
+    doc = {"command": command, "options": options,
            "versions": library_versions(), "argv": sys.argv, **_jsonable(extra)}
     return write_json(path, doc)
 

@@ -39,17 +39,17 @@ def test_demo_runs_all_five_methods(tmp_path: Path, capsys, monkeypatch) -> None
 
     for link in re.findall(r"\]\(([^)]+\.png)\)", report):
         assert (out / link).is_file(), link
-    # a rerun into the same folder replaces the demo's own outputs
+    # a rerun into the same folder is refused: results are never overwritten
+    before = (out / "summary.json").read_bytes()
     code, _, err = run_cli(["demo", "--out", out, "--quick", "-q", "--methods", "wfn"], capsys, monkeypatch)
-    assert code == 0, err
-    assert set(json.loads((out / "summary.json").read_text())) >= {"train", "wfn"}
-    assert not (out / "probe").exists()
+    assert code == 2 and "already holds results" in err, err
+    assert (out / "summary.json").read_bytes() == before
 
 
 def test_demo_refuses_foreign_folder_and_bad_method(tmp_path: Path, capsys, monkeypatch) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     code, _, err = run_cli(["demo", "--out", tmp_path, "--quick"], capsys, monkeypatch)
-    assert code == 2 and "other than a demo" in err
+    assert code == 2 and "already holds results" in err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
     code, _, err = run_cli(["demo", "--out", tmp_path / "d", "--methods", "wfn,nope"], capsys, monkeypatch)
     assert code == 2 and "nope" in err

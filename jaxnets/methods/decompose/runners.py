@@ -106,10 +106,10 @@ def _source(opts: Mapping[str, Any], split: str, limit: Any = None) -> Any:
     return open_source(opts["data"], split, limit=limit, classes=parse_classes(opts.get("classes")))
 
 
-def _run_dir(opts: Mapping[str, Any], command: str, model: str, guard: tuple[str, ...]) -> Path:
+def _run_dir(opts: Mapping[str, Any], command: str, model: str | None) -> Path:
     from jaxnets.runtime import create_run_dir
 
-    return create_run_dir(opts.get("out"), command, model, must_not_contain=guard)
+    return create_run_dir(opts.get("out"), command, model, resume=opts.get("resume"))
 
 
 # ---------------------------------------------------------------------------------- indices
@@ -133,7 +133,7 @@ def run_indices(opts: Mapping[str, Any]) -> dict:
     m = _Model(opts, source, opts["weights"])
     if max(ks) > m.num_features:
         raise JaxnetsError(f"--k {max(ks)} exceeds the {m.num_features} penultimate channels of {m.spec.name}")
-    run_dir = _run_dir(opts, "indices", m.spec.name, ("results.json",))
+    run_dir = _run_dir(opts, "indices", m.spec.name)
     setup_jax(None)
     write_config(run_dir, opts, "indices")
     loader = eval_loader(m.spec, source, opts["batch_size"])
@@ -190,6 +190,7 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
     from jaxnets.methods.decompose.head import apply_head_mask, bake, final_weights, mask_tree
     from jaxnets.methods.decompose.indices import write_indices
     from jaxnets.runtime import parse_devices, setup_jax, write_json
+    from jaxnets.train.checkpoint import resumed_run_folder
     from jaxnets.train.evaluate import evaluate
     from jaxnets.train.logging import write_config
     from jaxnets.train.loop import fit
@@ -215,10 +216,10 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
     m = _Model(opts, train_src, opts["weights"])
     table = m.load_table(opts["indices"])
     lr = opts["lr"] if opts["lr"] is not None else default_lr(m.spec)
-    run_dir = _run_dir(opts, "finetune", m.spec.name,
-                       () if opts["resume"] else ("metrics.jsonl", "results.json"))
+    run_dir = _run_dir(opts, "finetune", m.spec.name)
     setup_jax(n_devices)
-    write_config(run_dir, {**opts, "lr": lr}, "finetune")
+    write_config(run_dir, {**opts, "lr": lr}, "finetune",
+                 resume_from=resumed_run_folder(opts["resume"], run_dir))
     mask = mask_tree(m.variables["params"], m.spec.head, table)
     if mesh is not None:
         from jaxnets.train.parallel import replicate
@@ -314,7 +315,7 @@ def run_essential(opts: Mapping[str, Any]) -> dict:
         pairs.insert(0, ("csg", opts["csg_weights"], None))
     elif opts.get("csg_indices"):
         raise JaxnetsError("--csg-indices needs --csg-weights (the CSG model's checkpoint)")
-    run_dir = _run_dir(opts, "essential", opts["model"], ("results.json",))
+    run_dir = _run_dir(opts, "essential", opts["model"])
     setup_jax(None)
     write_config(run_dir, opts, "essential")
     runs: dict[str, dict] = {}
@@ -406,7 +407,7 @@ def run_mutual_info(opts: Mapping[str, Any]) -> dict:
         if opts["csg_order"] == "ascending":
             warn("the CSG column uses the ascending gate order of the published files (the least "
                  "used channels); the descending column is the semantically right selection")
-    run_dir = _run_dir(opts, "mutual-info", None, ("results.json",))
+    run_dir = _run_dir(opts, "mutual-info", None)
     setup_jax(None)
     write_config(run_dir, opts, "mutual-info")
     primary = opts["csg_order"]

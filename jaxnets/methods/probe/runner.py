@@ -225,7 +225,7 @@ def run_probe(opts: Mapping[str, Any], variables: Any = None) -> dict:
         from jaxnets.runtime import create_run_dir
         from jaxnets.train.logging import write_config
 
-        run_dir = create_run_dir(opts.get("out"), "probe", spec.name, must_not_contain=("result.json",))
+        run_dir = create_run_dir(opts.get("out"), "probe", spec.name)
         write_config(run_dir, {**opts, **dataclasses.asdict(settings), "layers": names}, "probe")
     batch_size = int(opts.get("batch_size") or 256)
     loader = eval_loader(spec, source, batch_size)

@@ -261,7 +261,7 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
     batch = int(opts["batch_size"])
     train_l = Loader(train, batch, shuffle=True, seed=seed, drop_last=False, pad_last=True)
     test_l = Loader(test, batch, shuffle=False, pad_last=True)
-    run_dir = create_run_dir(opts.get("out"), "seam-finetune", spec.name, must_not_contain=("defect.json",))
+    run_dir = create_run_dir(opts.get("out"), "seam-finetune", spec.name)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def with_new_fc(params: Mapping, offset: int) -> dict:

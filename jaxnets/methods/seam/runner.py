@@ -138,7 +138,7 @@ def run_reengineer(opts: Mapping[str, Any]) -> dict:
 
     from jaxnets.methods.seam import core, flops, maskdict
     from jaxnets.methods.seam.reengineer import SeamConfig, reengineer
-    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
+    from jaxnets.runtime import create_run_dir, default_run_path, parse_devices, setup_jax, write_json
     from jaxnets.train.logging import write_config
     from jaxnets.ui import info
 
@@ -147,11 +147,10 @@ def run_reengineer(opts: Mapping[str, Any]) -> dict:
     n_devices = parse_devices(opts.get("devices"))
     prep = prepare(opts)
     spec, module, variables, target = prep["spec"], prep["module"], prep["variables"], prep["target"]
-    base = create_run_dir(opts["out"], "seam", f"{spec.name}")
-    run_dir = base / maskdict.run_name(opts["lr_head"], opts["lr_mask"], opts["alpha"])
-    if (run_dir / "metrics.json").exists():
-        raise JaxnetsError(f"{run_dir} already holds a finished run; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # As the original, one --out holds one sub-folder per (lr_head, lr_mask, alpha) setting; the
+    # no-overwrite rule applies to that sub-folder.
+    base = default_run_path(opts["out"], "seam", spec.name)
+    run_dir = create_run_dir(base / maskdict.run_name(opts["lr_head"], opts["lr_mask"], opts["alpha"]), "seam")
     setup_jax(n_devices)
     mesh = None
     if n_devices and n_devices > 1:
@@ -266,16 +265,17 @@ def load_run(run: str | Path) -> dict:
 
 def run_flops(run: str | Path) -> dict:
     from jaxnets.methods.seam import flops
-    from jaxnets.runtime import write_json
+    from jaxnets.runtime import claim_output_file, write_json
 
     r = load_run(run)
+    claimed_flops = claim_output_file(Path(run) / "flops.json", "seam flops: result file")
     k = int(r["metrics"]["target"]["num_targets"])
     out = flops.count_flops(r["module"], r["variables"], r["spec"].input_shape(1), scores=r["scores"],
                             head_shape=(r["num_classes"], k))
     out.update({"acc_pre": r["metrics"]["acc_pre"], "acc": r["metrics"]["acc"],
                 "kept": r["metrics"]["kept"], "n_entries": r["metrics"]["n_entries"],
                 "retention": r["metrics"]["retention"]})
-    write_json(Path(run) / "flops.json", out)
+    write_json(claimed_flops, out)
     print(f"Model ACC: {out['acc_pre']:.4f}\nReengineered model ACC: {out['acc']:.4f}\n"
           f"FLOPs Dense: {out['flops_dense'] / 1e6:.2f}M\nFLOPs Sparse: {out['flops_sparse'] / 1e6:.2f}M\n"
           f"FLOP% (Sparse / Dense): {100 * out['ratio']:.2f}%")
@@ -284,17 +284,18 @@ def run_flops(run: str | Path) -> dict:
 
 def run_time(run: str | Path, *, batch: int = 16, warmup: int = 3, repeats: int = 10) -> dict:
     from jaxnets.methods.seam import timing
-    from jaxnets.runtime import write_json
+    from jaxnets.runtime import claim_output_file, write_json
 
     if batch < 1 or repeats < 1 or warmup < 0:
         raise JaxnetsError("--batch and --repeats must be ≥ 1, --warmup ≥ 0")
     r = load_run(run)
+    claimed_time = claim_output_file(Path(run) / "time.json", "seam time: result file")
     out = timing.latency(r["module"], r["variables"], r["scores"], r["spec"].input_shape(1),
                          batch=batch, warmup=warmup, repeats=repeats)
     m = r["metrics"]
     out.update({"model_weights": m["n_entries"], "reengineered_weights": m["kept"],
                 "pruned_ratio": 1 - m["kept"] / m["n_entries"]})
-    write_json(Path(run) / "time.json", out)
+    write_json(claimed_time, out)
     print(f"Model weights: {m['n_entries'] / 1e6:.4f}M\nReengineered Model weights: {m['kept'] / 1e6:.4f}M\n"
           f"Pruned ratio: {out['pruned_ratio']:.4f}\n"
           f"Original: {out['original']['median_ms']:.2f} ms/batch, re-engineered: "

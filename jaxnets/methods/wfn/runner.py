@@ -169,8 +169,7 @@ def run_wfn(opts: dict) -> dict:
     test_src = open_source(o["data"], "test", limit=o["test_limit"])
     n_classes = int(train_src.num_classes)
     spec = adapt_to_data(spec, train_src, n_classes)
-    run_dir = create_run_dir(o["out"], "wfn", spec.name,
-                             must_not_contain=() if o["resume"] else ("results.json", "rounds"))
+    run_dir = create_run_dir(o["out"], "wfn", spec.name, resume=o["resume"])
     setup_jax(n_devices)
     percentages = o["percentages"]
     rounds = len(percentages)
