@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -119,8 +120,28 @@ def create_run_dir(out: str | Path | None, command: str, model: str | None = Non
         more = f", … ({len(shown)} entries)" if len(shown) > 3 else ""
         raise JaxnetsError(f"--out {path} already holds results ({', '.join(shown[:3])}{more}); choose a new "
                            "folder (nothing was overwritten)")
+    created = not path.exists()
     _make_folder(path, "--out")
+    if created:
+        _CREATED_RUN_DIRS.append(path)
     return path
+
+
+# Run folders this process made; a command that fails before writing into one leaves no trace.
+_CREATED_RUN_DIRS: list[Path] = []
+
+
+def forget_created_run_dirs() -> None:
+    """Start a new command: earlier commands' folders (in one Python process) are not this one's."""
+    _CREATED_RUN_DIRS.clear()
+
+
+def remove_unused_run_dirs() -> None:
+    """Remove the run folders this process created that are still empty (after a refused input)."""
+    while _CREATED_RUN_DIRS:
+        path = _CREATED_RUN_DIRS.pop()
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only succeeds on an empty folder
 
 
 def claim_output_file(path: str | Path, option: str) -> Path:

@@ -1,8 +1,9 @@
 """The one assertion every hostile-input case makes (tests/hostile/).
 
 A refused input must give exit code 2, exactly one stderr line starting ``error:`` (other lines may
-only be ``warning:`` lines), no traceback, no marker file a malicious pickle would create, and
-every pre-existing file or folder the case protects byte-for-byte unchanged.
+only be ``warning:`` lines), no traceback, no marker file a malicious pickle would create, every
+pre-existing file or folder the case protects byte-for-byte unchanged, and no new ``--out`` folder
+left behind.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def refuse(args: Sequence[object], *fragments: str, protect: Iterable[Path] = ()
     """Run ``jaxnets ARGS`` (in-process when capsys/monkeypatch are given, else as a subprocess) and
     assert it is refused cleanly; returns the error line."""
     protect = [Path(p) for p in protect]
+    # a run folder named by --out that did not exist must not exist afterwards either
+    outs = [Path(str(args[i + 1])) for i, a in enumerate(args[:-1]) if str(a) in ("--out", "-o")]
+    protect += [p for p in outs if not p.exists() and p not in protect]
     before = {p: tree_hash(p) for p in protect}
     if capsys is not None and monkeypatch is not None:
         if cwd is not None:

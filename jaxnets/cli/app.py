@@ -45,15 +45,19 @@ for _module in (decompose_cmd, wfn_cmd, probe_cmd, seam_cmd, hyperplanes_cmd):
 def main() -> None:
     """Run the app; user errors become one line on stderr and exit code 2."""
     from jaxnets.errors import JaxnetsError
+    from jaxnets.runtime import forget_created_run_dirs, remove_unused_run_dirs
 
+    forget_created_run_dirs()
     try:
         app()
     except JaxnetsError as exc:
+        remove_unused_run_dirs()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:
         # The file system said no (disk full, permissions, a path under a file): the user's
         # environment, not a bug; one line naming the file.
+        remove_unused_run_dirs()
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         sys.exit(2)

@@ -39,7 +39,7 @@ def run_convert(opts: dict) -> dict:
     import jax
     import numpy as np
 
-    from converters.convert import flatten_tree, variables_to_state_dict
+    from converters.convert import compare_variables, flatten_tree, variables_to_state_dict
     from jaxnets.errors import JaxnetsError
     from jaxnets.io import save_variables
     from jaxnets.models.api import count_params, load_weights, resolve
@@ -56,9 +56,9 @@ def run_convert(opts: dict) -> dict:
 
     state = variables_to_state_dict(variables, spec.keymap)
     reloaded = _round_trip(spec, module, state)
-    flat_a, flat_b = flatten_tree(variables), flatten_tree(reloaded)
-    round_trip = max(float(np.max(np.abs(np.asarray(flat_a[k]) - np.asarray(flat_b[k]))))
-                     for k in flat_a)
+    flat_a = flatten_tree(variables)
+    parity = compare_variables(variables, reloaded)
+    round_trip = parity["max_abs_diff"]
     probe = _probe_input(spec)
     logits = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, probe))
 
@@ -79,11 +79,14 @@ def run_convert(opts: dict) -> dict:
         "batch_stats": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(
             variables.get("batch_stats", {})))),
         "round_trip_max_abs_diff": round_trip,
+        "round_trip_nan": parity["nan"], "round_trip_inf": parity["inf"],
+        "round_trip_nonfinite_mismatches": parity["nonfinite_mismatches"],
         "probe_logits_first_row": logits[0, :10].tolist(),
     }
     write_json(run_dir / "conversion.json", report)
     print(f"{spec.name}: {report['tensors']} tensors, {report['params']:,} parameters → {target}")
-    print(f"round trip max |Δ| = {round_trip:.3g}; probe logits[0,:5] = "
+    nonfinite = f" ({parity['nan']} NaN, {parity['inf']} inf in the weights)" if parity["nan"] or parity["inf"] else ""
+    print(f"round trip max |Δ| = {round_trip:.3g}{nonfinite}; probe logits[0,:5] = "
           f"{np.round(logits[0, :5], 5).tolist()}")
     return report
 

@@ -138,11 +138,33 @@ def _chw_to_hwc(flat: np.ndarray) -> np.ndarray:
 
 
 def _read_names(path: Path, fallback: list[str] | None, count: int) -> list[str]:
-    if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if len(names) == count:
-            return names
-    return fallback if fallback is not None else [str(i) for i in range(count)]
+    """Class names from a text file, one a line; the fallback when it is absent or unusable
+    (names are cosmetic, so a broken names file warns instead of refusing the data)."""
+    default = fallback if fallback is not None else [str(i) for i in range(count)]
+    if not path.is_file():
+        return default
+    try:
+        text = path.read_bytes()[:_MAX_NAMES_BYTES].decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        from jaxnets.ui import warn
+
+        warn(f"ignoring the class names in {path}: not readable text ({type(exc).__name__})")
+        return default
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    return names if len(names) == count else default
+
+
+_MAX_NAMES_BYTES = 1 << 20  # far above 100 class names; a bigger "names file" is something else
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path, what: str = "label") -> None:
+    """Refuse labels outside 0..num_classes-1, naming the file, the first bad record and how many."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        first = int(bad[0])
+        raise DataError(f"{path}: {what} {int(labels[first])} of record {first} is outside "
+                        f"0..{num_classes - 1} ({len(bad)} of {len(labels)} records); the file "
+                        "is corrupt or of another data set")
 
 
 class CifarBinarySource(ArraySource):
@@ -172,11 +194,21 @@ class CifarBinarySource(ArraySource):
             path = root / fname
             if not path.is_file():
                 raise DataError(f"{variant} {split}: missing file {path}")
-            raw = np.fromfile(path, dtype=np.uint8)
+            try:
+                raw = np.fromfile(path, dtype=np.uint8)
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if raw.size == 0:
+                raise DataError(f"{path}: empty file (0 bytes); expected {record}-byte {variant} "
+                                "records")
             if raw.size % record:
                 raise DataError(f"{path}: {raw.size} bytes is not a whole number of "
                                 f"{record}-byte records (the file is truncated or not {variant})")
-            chunks.append(raw.reshape(-1, record))
+            rows_of_file = raw.reshape(-1, record)
+            _check_labels(rows_of_file[:, header - 1], num_classes, path)
+            if variant == "cifar100":
+                _check_labels(rows_of_file[:, 0], 20, path, "coarse label")
+            chunks.append(rows_of_file)
         rows = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
         if variant == "cifar10":
             names = _read_names(root / "batches.meta.txt", CIFAR10_CLASSES, 10)
@@ -199,14 +231,19 @@ _CIFAR_VAL_HINT = ("; hold out part of 'train' for validation with the train com
 
 def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     # numpy's array pickles start from an empty array that __setstate__ (BUILD) then fills.
+    # (An object array's items are unpickled by this same restricted unpickler, and the
+    # batch checks below accept only integer arrays.)
     if subtype is not np.ndarray:
         raise DataError("refusing to load: the pickle reconstructs an ndarray subclass")
     return np.ndarray(shape, dtype=np.dtype(dtype.decode() if isinstance(dtype, bytes) else dtype))
 
 
 def _np_frombuffer(buf: Any, dtype: np.dtype, shape: tuple, order: str) -> np.ndarray:
-    # Protocol-5 array pickles: (buffer, dtype, shape, order).
-    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order=order).copy()
+    # Protocol-5 array pickles: (buffer, dtype, shape, order). Only real bytes: bytes(int)
+    # would allocate that many zero bytes.
+    if not isinstance(buf, bytes | bytearray):
+        raise DataError("refusing to load: an array buffer in the pickle is not bytes")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
 
 
 def _np_scalar(dtype: np.dtype, data: bytes | None = None) -> Any:
@@ -256,8 +293,8 @@ def load_data_pickle(path: str | Path) -> Any:
     try:
         with path.open("rb") as f:
             return _SafeUnpickler(f, encoding="bytes").load()
-    except DataError:
-        raise
+    except DataError as exc:  # a refused global or buffer: say which file
+        raise DataError(f"{path}: {exc}") from None
     except Exception as exc:  # any malformed pickle: one clear line, no traceback
         raise DataError(f"{path}: cannot read pickle ({type(exc).__name__}: {exc})") from None
 
@@ -268,6 +305,23 @@ def _key(d: dict, *names: str) -> Any:
             if k in d:
                 return d[k]
     return None
+
+
+def _integer_labels(labels: Any, path: Path, key: str) -> np.ndarray:
+    """A pickle's label list as int64, refusing anything but a flat sequence of integers."""
+    arr = None
+    if isinstance(labels, list | tuple | np.ndarray):
+        try:
+            arr = np.asarray(labels)
+        except (ValueError, TypeError):  # ragged or otherwise not an array
+            arr = None
+        if arr is not None and arr.size == 0:  # [] is float64 to numpy; the count check reports it
+            arr = arr.astype(np.int64)
+    if arr is None or arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        got = f"{type(labels).__name__}" + (f" of {arr.dtype} {arr.shape}" if arr is not None
+                                            else "")
+        raise DataError(f"{path}: '{key}' must be a flat list of integer labels, got {got}")
+    return arr.astype(np.int64)
 
 
 def _as_str(x: Any) -> str:
@@ -294,6 +348,7 @@ class CifarPythonSource(ArraySource):
                 [split], "meta", "fine_label_names", "fine_labels", None)
         else:
             raise ValueError(f"unknown CIFAR variant {variant!r}")
+        num_classes = 10 if variant == "cifar10" else 100
         datas, labels = [], []
         for fname in files:
             path = root / fname
@@ -303,21 +358,24 @@ class CifarPythonSource(ArraySource):
             if not isinstance(data, np.ndarray) or lab is None:
                 raise DataError(f"{path}: not a {variant} batch (expected a dict with 'data' and "
                                 f"'{label_key}')")
-            data = np.asarray(data)
             if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
                 raise DataError(f"{path}: 'data' must be (N, 3072) uint8, got {data.dtype} "
                                 f"{data.shape}")
-            lab = np.asarray(lab, dtype=np.int64).reshape(-1)
+            if len(data) == 0:
+                raise DataError(f"{path}: the batch holds no images")
+            lab = _integer_labels(lab, path, label_key)
             if len(lab) != len(data):
                 raise DataError(f"{path}: {len(data)} images but {len(lab)} labels")
+            _check_labels(lab, num_classes, path)
             datas.append(data)
             labels.append(lab)
-        num_classes = 10 if variant == "cifar10" else 100
         names = fallback or [str(i) for i in range(num_classes)]
         if (root / meta_file).is_file():
             meta = load_data_pickle(root / meta_file)
             found = _key(meta, meta_key) if isinstance(meta, dict) else None
-            if found is not None and len(found) == num_classes:
+            # Names are cosmetic: a meta file without a usable list keeps the default names.
+            if (isinstance(found, list | tuple) and len(found) == num_classes
+                    and all(isinstance(n, str | bytes) for n in found)):
                 names = [_as_str(n) for n in found]
         super().__init__(_chw_to_hwc(np.concatenate(datas)), np.concatenate(labels),
                          name=variant, split=split, class_names=names)
@@ -326,14 +384,48 @@ class CifarPythonSource(ArraySource):
 
 # --------------------------------------------------------------------------------------------
 # Image folders
+#
+# The decoding rule: every image becomes (H, W, 3) uint8 RGB, the pixels torchvision's default
+# loader (``Image.convert("RGB")``) gives a PyTorch pipeline, except where that conversion is
+# silently wrong (16-bit images, which it clips at 255):
+# * 8-bit RGB as stored; grayscale (L) and bilevel (1) repeated into three channels; palette (P)
+#   images through their palette; CMYK and YCbCr by Pillow's conversion (no colour management:
+#   ICC profiles are ignored);
+# * alpha is dropped, not composited (RGBA, LA, PA, palette transparency): a pixel keeps the
+#   colour stored under it however transparent it is;
+# * 16-bit samples keep their high byte, ``v >> 8`` (65535 → 255, 32896 → 128, 255 → 0): the rule
+#   Pillow itself applies to 16-bit colour PNGs, so 16-bit gray and colour agree. 32-bit integer
+#   images are read as 16-bit and refused outside 0..65535; floating-point images are refused;
+# * animations give their first frame; EXIF orientation is not applied (as torchvision).
+
+_UINT16_MAX = 65535
+
+
+def _to_rgb(im: Any) -> np.ndarray:
+    """A loaded Pillow image as (H, W, 3) uint8, by the rule above."""
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode == "F":
+        raise ValueError("floating-point pixels have no defined 8-bit scale; save the image with "
+                         "8 or 16 bits per sample")
+    if mode == "I" or mode.startswith("I;16"):
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > _UINT16_MAX):
+            raise ValueError(f"{mode} pixel values {values.min()}..{values.max()} are outside "
+                             f"the 16-bit range 0..{_UINT16_MAX}")
+        gray = (values >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
 
 
 def _decode_image(path: str | Path) -> np.ndarray:
-    """Decode one image file to (H, W, 3) uint8 RGB."""
+    """Decode one image file to (H, W, 3) uint8 RGB (the rule above)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        im.load()  # decode inside the ``with``: a truncated file fails here
+        return _to_rgb(im)
 
 
 def _probe_size(path: str | Path) -> tuple[int, int]:
@@ -342,6 +434,21 @@ def _probe_size(path: str | Path) -> tuple[int, int]:
 
     with Image.open(path) as im:
         return im.size[1], im.size[0]
+
+
+def _failure_reason(path: str, exc: BaseException) -> str:
+    """Why ``path`` is not a usable image, in a few words on one line."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file Pillow can read"
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def default_cache_dir() -> Path:
@@ -354,8 +461,10 @@ def default_cache_dir() -> Path:
 # Beyond this the decoded array would not be a sensible cache (ImageNet-sized folders vary in
 # size anyway and are decoded per batch).
 MAX_CACHE_BYTES = 16 * 2**30
-_CACHE_VERSION = "jaxnets-decoded-v1-rgb"
+# v2: 16-bit images scale by v >> 8 (v1 clipped them), keys hold the resolved path and content.
+_CACHE_VERSION = "jaxnets-decoded-v2-rgb"
 _PROBE_COUNT = 32
+_CHUNK = 64  # files per worker task when hashing or decoding a folder
 
 
 def _imagenet_root(root: Path) -> Path:
@@ -366,18 +475,43 @@ def _imagenet_root(root: Path) -> Path:
     return root
 
 
+def _scandir(path: str) -> list[os.DirEntry]:
+    """The entries of a folder, sorted by name, hidden ones (``.DS_Store``, macOS ``._x.jpg``
+    resource forks) left out."""
+    try:
+        with os.scandir(path) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"cannot list the folder {path}: {exc.strerror or exc}") from None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 class ImageFolderSource(Source):
     """``ROOT/<split>/<class>/<image>``: class folders sorted by name give labels 0..K-1.
 
     Files inside a class folder are taken in sorted order; dataset order is class by class.
     ImageNet's ``ILSVRC/Data/CLS-LOC`` layout works when its ``val`` folder has been sorted into
-    class sub-folders (the usual ``valprep.sh``). Images decode to RGB with Pillow.
+    class sub-folders (the usual ``valprep.sh``). Images decode to RGB with Pillow by the rule at
+    the top of this section (16-bit images by their high byte, alpha dropped).
+
+    What counts as an image: a file whose name ends in one of ``IMAGE_EXTENSIONS``. Hidden
+    entries (names starting with ".") and files with other endings (``notes.txt``) are ignored;
+    an entry with an image name that is not a file (a folder ``x.png``, a broken link) is ignored
+    with a warning. A class folder without images is refused (its label would have no examples),
+    as is a file with an image name that does not decode: the error names the first such file and
+    counts them.
 
     Decode cache (``cache=None`` = automatic): when the image headers of a sample agree on one
     size and the whole split fits in ``MAX_CACHE_BYTES``, the split is decoded once (thread pool,
     progress bar after 1 s) into ``<cache_dir>/<key>.npy`` and memory-mapped from then on. The key
-    hashes the sorted relative file list with each file's size and mtime, so any change to the
-    folder decodes again. ``cache=False`` always decodes per access; ``cache=True`` insists.
+    hashes the split folder's resolved path and every file's relative name, size and bytes (one
+    read of the folder per opening, about 1.5 s for CIFAR-10's 50,000 JPEGs), so a changed file, or
+    another folder with the same names, sizes and times, decodes again. The cache is written to a
+    temporary file renamed into place; an unreadable one is decoded again. ``cache=False`` always
+    decodes per access; ``cache=True`` insists.
     """
 
     def __init__(self, root: str | Path, split: str = "test", *, cache: bool | None = None,
@@ -390,27 +524,43 @@ class ImageFolderSource(Source):
             found = f" (it has: {', '.join(present)})" if present else ""
             raise DataError(f"no '{split}' folder in {root}{found}; expected "
                             f"{root}/{split}/<class>/<image files>")
-        class_dirs = sorted((e for e in os.scandir(split_dir)
-                             if e.is_dir() and not e.name.startswith(".")), key=lambda e: e.name)
+        top = _scandir(str(split_dir))
+        class_dirs = [e for e in top if e.is_dir()]
         if not class_dirs:
-            loose = any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in os.scandir(split_dir))
+            loose = any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in top)
             why = (" — the images sit directly in it; sort them into one sub-folder per class "
                    "(for ImageNet's val, the usual valprep.sh)") if loose else ""
             raise DataError(f"{split_dir} has no class sub-folders{why}")
         paths: list[str] = []
         labels: list[int] = []
-        h = hashlib.sha256(_CACHE_VERSION.encode())
+        not_files: list[str] = []
+        empty: list[str] = []
         for label, cdir in enumerate(class_dirs):
-            entries = sorted((e for e in os.scandir(cdir.path)
-                              if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()),
-                             key=lambda e: e.name)
-            for e in entries:
-                st = e.stat()
+            found_any = False
+            for e in _scandir(cdir.path):
+                if not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                if not e.is_file():  # a folder named x.png, a broken link, a pipe
+                    not_files.append(e.path)
+                    continue
                 paths.append(e.path)
                 labels.append(label)
-                h.update(f"{cdir.name}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                found_any = True
+            if not found_any:
+                empty.append(cdir.name)
         if not paths:
             raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}")
+        if not_files:
+            from jaxnets.ui import warn
+
+            warn(f"ignoring {_plural(len(not_files), 'entry')} with an image name that "
+                 f"{'is' if len(not_files) == 1 else 'are'} not a file under {split_dir}, e.g. "
+                 f"{not_files[0]}")
+        if empty:
+            shown = ", ".join(empty[:5]) + (" …" if len(empty) > 5 else "")
+            raise DataError(f"{split_dir}: {_plural(len(empty), 'class folder')} without image "
+                            f"files ({shown}); every class folder needs images — add them or "
+                            "remove the folder (labels are the sorted folder names)")
         self.root, self.split_dir = root, split_dir
         self.paths = paths
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -418,7 +568,7 @@ class ImageFolderSource(Source):
         self.num_classes = len(self.class_names)
         self.name = name or root.name
         self.split = split
-        self.cache_key = h.hexdigest()[:32]
+        self.cache_key: str | None = None  # set when the cache is used (it reads every file)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.workers = workers or min(16, (os.cpu_count() or 1) + 2)
         self._array: np.ndarray | None = None
@@ -428,9 +578,64 @@ class ImageFolderSource(Source):
         if cache is not False:
             self._open_or_build_cache(force=bool(cache))
 
+    # -- bad files ---------------------------------------------------------------------------
+
+    def _unreadable(self, failures: list[tuple[int, str]]) -> DataError:
+        """The one error for files that are not images: the first (in dataset order), the count."""
+        failures = sorted(failures)
+        first, reason = failures[0]
+        also = f"; also {self.paths[failures[1][0]]}" if len(failures) > 1 else ""
+        also += " and others" if len(failures) > 2 else ""
+        return DataError(f"{self.split_dir}: {len(failures)} of {len(self.paths)} image files "
+                         f"cannot be read — {self.paths[first]}: {reason}{also}; remove or "
+                         "replace them")
+
+    def _map_chunks(self, work: Any) -> list[Any]:
+        """``work(start, stop)`` over chunks of the file list on the worker threads, in order."""
+        n = len(self.paths)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="jaxnets-scan") as pool:
+            return list(pool.map(lambda s: work(s, min(n, s + _CHUNK)), range(0, n, _CHUNK)))
+
+    def _header_failures(self) -> list[tuple[int, str]]:
+        """Every file whose header Pillow cannot read (a probe failed: count them all)."""
+        def work(start: int, stop: int) -> list[tuple[int, str]]:
+            bad = []
+            for i in range(start, stop):
+                try:
+                    _probe_size(self.paths[i])
+                except Exception as exc:  # any Pillow failure means: not a usable image
+                    bad.append((i, _failure_reason(self.paths[i], exc)))
+            return bad
+
+        return [f for chunk in self._map_chunks(work) for f in chunk]
+
     # -- cache -------------------------------------------------------------------------------
 
+    def _content_key(self) -> str:
+        """Hash of the resolved split folder and each file's relative name, size and bytes."""
+        def work(start: int, stop: int) -> list[bytes | tuple[int, str]]:
+            out: list[bytes | tuple[int, str]] = []
+            for i in range(start, stop):
+                try:
+                    with open(self.paths[i], "rb") as f:
+                        out.append(hashlib.file_digest(f, "sha256").digest())
+                except OSError as exc:
+                    out.append((i, f"unreadable ({exc.strerror or exc})"))
+            return out
+
+        digests = [d for chunk in self._map_chunks(work) for d in chunk]
+        failures = [d for d in digests if isinstance(d, tuple)]
+        if failures:
+            raise self._unreadable(failures)
+        h = hashlib.sha256(f"{_CACHE_VERSION}\0{self.split_dir.resolve()}\0".encode())
+        for path, label, digest in zip(self.paths, self.labels, digests, strict=True):
+            rel = f"{self.class_names[label]}/{os.path.basename(path)}"
+            h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+            h.update(digest)  # type: ignore[arg-type]
+        return h.hexdigest()[:32]
+
     def _cache_file(self) -> Path:
+        assert self.cache_key is not None
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name)[:40]
         return self.cache_dir / f"{safe}-{self.split}-{self.cache_key}.npy"
 
@@ -440,16 +645,6 @@ class ImageFolderSource(Source):
         self.in_memory = True
 
     def _open_or_build_cache(self, force: bool) -> None:
-        path = self._cache_file()
-        if path.is_file():
-            try:
-                arr = np.load(path, mmap_mode="r")
-                if arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[0] == len(self.paths):
-                    self.cache_path = path
-                    self._use_array(arr)
-                    return
-            except (OSError, ValueError):
-                pass  # unreadable cache: decode again and overwrite it
         shape = self._uniform_shape()
         if shape is None:
             if force:
@@ -459,16 +654,42 @@ class ImageFolderSource(Source):
         nbytes = len(self.paths) * int(np.prod(shape))
         if nbytes > MAX_CACHE_BYTES and not force:
             return
+        self.cache_key = self._content_key()
+        path = self._cache_file()
+        cached = self._load_cache(path, shape)
+        if cached is not None:
+            self.cache_path = path
+            self._use_array(cached)
+            return
         self._build_cache(path, shape)
+
+    def _load_cache(self, path: Path, shape: tuple[int, int, int]) -> np.ndarray | None:
+        """The cached array, or None when there is none or it is unusable (then rebuilt)."""
+        if not path.exists():
+            return None
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception:  # empty, truncated, a bad header, not .npy at all: decode again
+            arr = None
+        if (isinstance(arr, np.ndarray) and arr.dtype == np.uint8
+                and arr.shape == (len(self.paths), *shape)):
+            return arr
+        from jaxnets.ui import warn
+
+        warn(f"the decode cache {path} is unreadable or does not fit; decoding again")
+        return None
 
     def _uniform_shape(self) -> tuple[int, int, int] | None:
         """(H, W, 3) when a sample of headers agrees on one size (the decode verifies all)."""
         n = len(self.paths)
         picks = sorted(set(np.linspace(0, n - 1, min(n, _PROBE_COUNT)).astype(int).tolist()))
-        try:
-            sizes = {_probe_size(self.paths[i]) for i in picks}
-        except Exception as exc:
-            raise DataError(f"cannot read image {self.paths[picks[0]]}: {exc}") from None
+        sizes = set()
+        for i in picks:
+            try:
+                sizes.add(_probe_size(self.paths[i]))
+            except Exception as exc:  # a bad file: find and count all of them for the error
+                failures = self._header_failures() or [(i, _failure_reason(self.paths[i], exc))]
+                raise self._unreadable(failures) from None
         if len(sizes) != 1:
             return None
         hh, ww = sizes.pop()
@@ -510,23 +731,37 @@ class ImageFolderSource(Source):
             return
         target.flush()
         del target
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+        try:
+            os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+        except OSError as exc:  # e.g. a folder sits at the cache's name: use it for this run only
+            from jaxnets.ui import warn
+
+            warn(f"cannot store the decode cache at {path} ({exc.strerror or exc}); keeping it in "
+                 "memory for this run")
+            self._use_array(np.array(np.load(tmp)))
+            tmp.unlink(missing_ok=True)
+            return
         self.cache_path = path
         self._use_array(np.load(path, mmap_mode="r"))
 
     def _decode_all(self, out: np.ndarray, shape: tuple[int, int, int]) -> bool:
-        """Decode every file into ``out``; False as soon as one has another size."""
+        """Decode every file into ``out``; False as soon as one has another size. Files that do
+        not decode are all collected, then refused in one error."""
         n = len(self.paths)
-        chunk = 64
-        starts = list(range(0, n, chunk))
+        starts = list(range(0, n, _CHUNK))
         mismatch: list[str] = []
+        failures: list[tuple[int, str]] = []
 
         def work(start: int) -> int:
-            stop = min(n, start + chunk)
+            stop = min(n, start + _CHUNK)
             for i in range(start, stop):
                 if mismatch:
                     break
-                img = _decode_image(self.paths[i])
+                try:
+                    img = _decode_image(self.paths[i])
+                except Exception as exc:  # any Pillow failure means: not a usable image
+                    failures.append((i, _failure_reason(self.paths[i], exc)))
+                    continue
                 if img.shape != shape:
                     mismatch.append(self.paths[i])
                     break
@@ -556,6 +791,8 @@ class ImageFolderSource(Source):
             pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.stop()
+        if failures:
+            raise self._unreadable(failures)
         return not mismatch
 
     # -- access ------------------------------------------------------------------------------
@@ -567,7 +804,8 @@ class ImageFolderSource(Source):
         try:
             return _decode_image(self.paths[i]), label
         except Exception as exc:
-            raise DataError(f"cannot decode {self.paths[i]}: {exc}") from None
+            raise DataError(f"cannot decode {self.paths[i]}: "
+                            f"{_failure_reason(self.paths[i], exc)}") from None
 
     def get_batch(self, idx: np.ndarray) -> np.ndarray:
         if self._array is not None:

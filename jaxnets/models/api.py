@@ -10,8 +10,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets.errors import CheckpointError
+from converters.convert import (
+    BuiltFor,
+    check_variables_fit,
+    count_nonfinite,
+    flatten_tree,
+    state_dict_to_variables,
+)
+from converters.npz import load_npz_state
+from converters.torch_reader import extract_state_dict, load_torch_file
+from jaxnets.errors import CheckpointError, JaxnetsError
+from jaxnets.io import is_jaxnets_checkpoint, load_variables, read_metadata
 from jaxnets.models.registry import ModelSpec, get_spec
+from jaxnets.ui import warn
 
 Variables = dict[str, Any]
 
@@ -42,24 +53,65 @@ def count_params(variables: Mapping) -> int:
 
 
 def load_weights(spec: ModelSpec, module: Any, path: str | Path) -> Variables:
-    """Read a PyTorch (``.th/.pth/.pt/.tar``), ``.npz`` or jaxnets checkpoint into variables."""
-    from converters.convert import state_dict_to_variables
-    from converters.npz import load_npz_state
-    from converters.torch_reader import extract_state_dict, load_torch_file
-    from jaxnets.io import is_jaxnets_checkpoint, load_variables
+    """Read a PyTorch (``.th/.pth/.pt/.tar``), ``.npz`` or jaxnets checkpoint into variables.
 
+    Every leaf must fit the model exactly; when a checkpoint differs only in input channels,
+    classes or input size, the error names the option that fits. Non-finite weights load with a
+    warning.
+    """
     path = Path(path)
     target = abstract_variables(spec, module)
     if is_jaxnets_checkpoint(path):
-        return load_variables(path, target, model_name=spec.name)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".npz":
-        state = load_npz_state(path)
+        variables = load_variables(path, target, model_name=spec.name)
+        trained_on = read_metadata(path).get("dataset")
+        check_variables_fit(variables, target, model_name=spec.name, keymap=spec.keymap,
+                            built_for=_built_for(spec, target, trained_on if isinstance(trained_on, str) else None))
     else:
-        state = extract_state_dict(load_torch_file(path))
-    variables = state_dict_to_variables(state, target, spec.keymap, model_name=spec.name)
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder but not a jaxnets checkpoint (it has no jaxnets.json); "
+                                  "pass a checkpoint file or a folder written by jaxnets")
+        if not path.exists():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        if path.suffix == ".npz":
+            state = load_npz_state(path)
+        else:
+            state = extract_state_dict(load_torch_file(path))
+        variables = state_dict_to_variables(state, target, spec.keymap, model_name=spec.name,
+                                            built_for=_built_for(spec, target))
+    _warn_nonfinite(path, variables)
     return jax.tree_util.tree_map(jnp.asarray, variables)
+
+
+def _built_for(spec: ModelSpec, target: Mapping, trained_on: str | None = None) -> BuiltFor:
+    """What the model was built for and why (the registry's default, or adapted to --data)."""
+    try:
+        default = get_spec(spec.name)
+    except JaxnetsError:  # a spec made outside the registry: nothing to compare with
+        default = spec
+    if spec.in_channels != default.in_channels:
+        # adapt_to_data (jaxnets.data.pipeline) gives the digits source its own normalisation.
+        data = " digits" if spec.normalization == "digits" else ""
+        channels_origin = f"from --data{data}"
+    else:
+        channels_origin = f"{spec.name}'s default; commands with --data adapt it"
+    head_kernel = flatten_tree(target).get(("params", *spec.head.split("/"), "kernel"))
+    num_classes = int(head_kernel.shape[-1]) if head_kernel is not None else spec.num_classes
+    classes_origin = (f"{spec.name}'s default" if num_classes == default.num_classes
+                      else "set by --num-classes or the data")
+    return BuiltFor(in_channels=spec.in_channels, num_classes=num_classes, head=spec.head,
+                    channels_origin=channels_origin, classes_origin=classes_origin, trained_on=trained_on)
+
+
+def _warn_nonfinite(path: Path, variables: Mapping) -> None:
+    """One warning line when weights hold NaN or inf: everything computed from them is meaningless."""
+    bad = count_nonfinite(variables)
+    if not bad:
+        return
+    nan = sum(n for n, _ in bad.values())
+    inf = sum(i for _, i in bad.values())
+    names = ", ".join(list(bad)[:3]) + (", …" if len(bad) > 3 else "")
+    warn(f"{path}: {len(bad)} tensor(s) hold non-finite values ({nan} NaN, {inf} inf): {names}; "
+         "outputs computed from them are meaningless")
 
 
 def capture_filter(names: Sequence[str]):

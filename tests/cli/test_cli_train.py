@@ -57,6 +57,7 @@ def test_bad_resume_folders(tmp_path, capsys, monkeypatch):
     assert code == 2 and "Traceback" not in err, err
 
 
+@pytest.mark.multidevice
 def test_train_on_four_fake_devices(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(["train", "digits_cnn", "--data", "digits", "--epochs", "1", "--batch-size", "64",
                             "--devices", "4", "--out", tmp_path, "-q"], capsys, monkeypatch)

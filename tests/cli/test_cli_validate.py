@@ -54,6 +54,7 @@ def test_validate_resnet20_jpeg_test_set(shared_data, cifar_jpeg, tmp_path, caps
     assert saved["logits"].shape == (10000, 10) and saved["labels"].shape == (10000,)
 
 
+@pytest.mark.multidevice
 def test_validate_multi_device_matches(shared_data, cifar_exact, tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["validate", "resnet20", "--weights", shared_data / "weights" / "resnet20-12fca82f.th",
                               "--data", f"cifar10:{cifar_exact}", "--out", tmp_path, "--devices", "4",

@@ -319,13 +319,14 @@ def test_vgg_like_dict_into_resnet20(tmp_path: Path) -> None:
     assert "another architecture" in message
 
 
-@pytest.mark.parametrize(("key", "shape", "expected"), [
-    ("linear.weight", (100, 64), "(64, 10)"),
-    ("conv1.weight", (16, 1, 3, 3), "(3, 3, 3, 16)"),
-    ("layer3.2.bn2.running_var", (32,), "(64,)"),
+@pytest.mark.parametrize(("key", "shape", "expected", "hint"), [
+    ("linear.weight", (100, 64), "(10, 64)", "built for 10 classes (resnet20's default): pass --num-classes 100"),
+    ("conv1.weight", (16, 1, 3, 3), "(16, 3, 3, 3)", "has 1 input channel and 10 classes but the model was built "
+                                                      "for 3 channels"),
+    ("layer3.2.bn2.running_var", (32,), "(64,)", "another architecture"),
 ])
 def test_shape_mismatch_names_key_and_shapes(
-    tmp_path: Path, key: str, shape: tuple, expected: str
+    tmp_path: Path, key: str, shape: tuple, expected: str, hint: str
 ) -> None:
     from converters.convert import variables_to_state_dict
 
@@ -338,5 +339,6 @@ def test_shape_mismatch_names_key_and_shapes(
     with pytest.raises(CheckpointError) as err:
         load_weights(spec, spec.create(), path)
     message = str(err.value)
-    assert key in message and str(shape) in message and expected in message
-    assert "shape mismatch" in message
+    assert f"{key} has shape {shape} where resnet20 expects {expected}" in message  # both in PyTorch layout
+    assert "1 shape mismatch" in message and "missing" not in message  # a mismatch is not also "missing"
+    assert hint in message

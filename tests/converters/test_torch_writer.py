@@ -249,7 +249,7 @@ def test_orbax_refuses_non_empty_folder_and_other_model(tmp_path: Path) -> None:
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("keep me")
-    with pytest.raises(CheckpointError, match="non-empty folder"):
+    with pytest.raises(CheckpointError, match="refusing to overwrite"):
         save_variables(busy, variables, {"model": "resnet20"})
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
 

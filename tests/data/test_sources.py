@@ -262,9 +262,14 @@ def test_image_folder_labels_and_cache(tmp_path: Path, _private_cache: Path,
     assert again.cache_path == src.cache_path
     assert isinstance(again._array, np.memmap)
     np.testing.assert_array_equal(again.get_batch(np.arange(len(again))), first)
-    # A changed file changes the key: the folder is decoded again (here: refused loudly).
+    # Touching a file keeps the key (it hashes contents, not times) ...
     target = Path(src.paths[0])
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    assert open_source(f"imagefolder:{tmp_path / 'ds'}").cache_path == src.cache_path
+    # ... a changed byte changes it: the folder is decoded again (here: refused loudly).
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF
+    target.write_bytes(bytes(data))
     with pytest.raises(DataError, match="decoded"):
         open_source(f"imagefolder:{tmp_path / 'ds'}")
 

@@ -43,6 +43,9 @@ def table_from_mapping(data: Any, *, num_classes: int | None = None,
         for v in value:
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
                 raise IndexFileError(f"{source}: class {c} holds {v!r}, not an integer channel id")
+            if v > _MAX_CHANNEL_ID:  # no layer has that many channels; int32 could not hold it
+                raise IndexFileError(f"{source}: class {c} holds channel id {v}, which is out of "
+                                     "range for any model")
             ids.append(int(v))
         rows[c] = ids
     n = len(rows)
@@ -93,16 +96,53 @@ def validate_table(table: Any, *, num_classes: int | None = None, num_features: 
 
 def load_indices(path: str | Path, *, num_classes: int | None = None,
                  num_features: int | None = None) -> np.ndarray:
-    """Read and validate an index JSON file → int32 (C, k)."""
+    """Read and validate an index JSON file → int32 (C, k).
+
+    Refused, each with one line naming the file: a missing file or a folder, a file over
+    ``MAX_INDEX_FILE_BYTES``, anything but one JSON object (a class key given twice included), and
+    every table :func:`table_from_mapping` refuses.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IndexFileError(f"{path} is a folder, not an index JSON file")
     if not path.is_file():
         raise IndexFileError(f"index file not found: {path}")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IndexFileError(f"{path}: not valid JSON ({exc})") from None
+        size = path.stat().st_size
+        if size > MAX_INDEX_FILE_BYTES:
+            raise IndexFileError(f"{path}: {size / 2**20:.0f} MiB is too big for an index file "
+                                 f"(the limit is {MAX_INDEX_FILE_BYTES // 2**20} MiB)")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IndexFileError(f"cannot read the index file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw, object_pairs_hook=_refuse_repeated_keys)
+    except _RepeatedKey as exc:
+        raise IndexFileError(f"{path}: class key {exc.args[0]!r} appears twice; each class needs "
+                             "exactly one list") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON or encoding, 4300+ digit numbers, nesting
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise IndexFileError(f"{path}: not valid JSON ({reason})") from None
     return table_from_mapping(data, num_classes=num_classes, num_features=num_features,
                               source=str(path))
+
+
+# Generous: the largest shipped file (ResNet-50, 1000 classes) is 0.3 MiB.
+MAX_INDEX_FILE_BYTES = 64 * 2**20
+_MAX_CHANNEL_ID = 2**31 - 1
+
+
+class _RepeatedKey(Exception):
+    """A JSON object names one key twice (json would silently keep the last)."""
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
 
 
 def indices_to_mapping(table: Any) -> dict[str, list[int]]:

@@ -62,6 +62,7 @@ def test_exports_compute_the_decomposed_model(digits_run):
     np.testing.assert_array_equal(v["final_weights"], np.take_along_axis(kernel.T, table, 1))
 
 
+@pytest.mark.multidevice
 def test_finetune_resume_and_devices(digits_run, tmp_path, capsys, monkeypatch):
     out, s = digits_run
     weights, index_file = out / "digits_cnn_trained", s["index_file"]

@@ -82,6 +82,7 @@ def test_validate_all_channels_equals_full(weights, cifar_exact, tmp_path, capsy
     np.testing.assert_array_equal(full, dec)
 
 
+@pytest.mark.multidevice
 def test_validate_indices_multi_device(dtd, weights, cifar_exact, tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["validate", "resnet20", "--weights", weights, "--data", f"cifar10:{cifar_exact}",
                               "--normalize", "cifar", "--indices", dtd / FILES[5], "--out", tmp_path,

