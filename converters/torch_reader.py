@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import pickle
 import re
 import struct
 import zipfile
@@ -28,6 +27,7 @@ import ml_dtypes
 import numpy as np
 
 from jaxnets.errors import CheckpointError
+from jaxnets.safe_pickle import RestrictedUnpickler, latin1_encode, numpy_scalar, one_line, short_repr
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -86,32 +86,20 @@ def check_size(nbytes: int, what: str) -> None:
                               f"limit on one tensor (set {MAX_TENSOR_BYTES_ENV} to raise it)")
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """A repr of a value from the file, cut short: a crafted value may be huge."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def one_line(text: str, limit: int = 400) -> str:
-    """The message on one line (the CLI prints errors as one ``error:`` line), cut short."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _index(value: Any, what: str) -> int:
     """A non-negative int64 taken from the pickle (bools, floats and the like are refused)."""
     if type(value) is not int:
-        raise CheckpointError(f"a tensor's {what} is {_short(value)}, not an integer (corrupt or crafted file)")
+        raise CheckpointError(f"a tensor's {what} is {short_repr(value)}, not an integer (corrupt or crafted file)")
     if value < 0:
         raise CheckpointError(f"a tensor's {what} is negative ({value}): refusing to read outside its storage")
     if value > _MAX_INDEX:
-        raise CheckpointError(f"a tensor's {what} ({_short(value)}) does not fit in 64 bits (crafted file)")
+        raise CheckpointError(f"a tensor's {what} ({short_repr(value)}) does not fit in 64 bits (crafted file)")
     return value
 
 
 def _index_tuple(value: Any, what: str) -> tuple[int, ...]:
     if type(value) is not tuple:
-        raise CheckpointError(f"a tensor's {what} is {_short(value)}, not a tuple of integers")
+        raise CheckpointError(f"a tensor's {what} is {short_repr(value)}, not a tuple of integers")
     if len(value) > _MAX_RANK:
         raise CheckpointError(f"a tensor has {len(value)} dimensions (at most {_MAX_RANK} are supported)")
     return tuple(_index(v, what) for v in value)
@@ -131,7 +119,7 @@ class _StorageType:
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> np.ndarray:
     """``torch._utils._rebuild_tensor(_v2)``: a copy of the strided view, every index checked first."""
     if not isinstance(storage, np.ndarray) or storage.ndim != 1:
-        raise CheckpointError(f"a tensor's storage is {_short(storage)}, not a storage record")
+        raise CheckpointError(f"a tensor's storage is {short_repr(storage)}, not a storage record")
     offset = _index(offset, "storage offset")
     size = _index_tuple(size, "size")
     stride = _index_tuple(stride, "stride")
@@ -158,35 +146,18 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) 
 
 def _rebuild_parameter(data: Any, *_: Any) -> np.ndarray:
     if not isinstance(data, np.ndarray):
-        raise CheckpointError(f"a parameter wraps {_short(data)}, not a tensor")
+        raise CheckpointError(f"a parameter wraps {short_repr(data)}, not a tensor")
     return data
 
 
 def _numpy_dtype(name: Any, *_: Any) -> np.dtype:
     # Only plain numeric dtypes, as torch and NumPy pickle them for NumPy scalars.
     if not isinstance(name, str) or len(name) > 8:
-        raise CheckpointError(f"refusing to load: numpy.dtype({_short(name)})")
+        raise CheckpointError(f"refusing to load: numpy.dtype({short_repr(name)})")
     dtype = np.dtype(name)
     if dtype.kind not in "biufc":
         raise CheckpointError(f"refusing to load: numpy.dtype({name!r}) is not a numeric dtype")
     return dtype
-
-
-def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc":
-        raise CheckpointError(f"refusing to load: a NumPy scalar of dtype {_short(dtype)}")
-    if data is None:
-        return dtype.type()
-    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
-        raise CheckpointError(f"a NumPy scalar of dtype {dtype.name} holds {_short(data)}")
-    return np.frombuffer(data, dtype=dtype)[0]
-
-
-def _latin1_encode(text: Any, encoding: str = "latin1") -> bytes:
-    # Protocol-2 pickles spell bytes as _codecs.encode(str, "latin1"); nothing else is allowed.
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise CheckpointError(f"refusing to load: _codecs.encode with encoding {_short(encoding)}")
-    return text.encode("latin1")
 
 
 def _device(*args: Any) -> str:
@@ -200,10 +171,10 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch", "device"): _device,
-    ("_codecs", "encode"): _latin1_encode,
+    ("_codecs", "encode"): latin1_encode,
     ("numpy", "dtype"): _numpy_dtype,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "scalar"): numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): numpy_scalar,
     **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
 }
 
@@ -218,20 +189,20 @@ class _StorageRef:
 def _parse_persistent_id(pid: Any) -> _StorageRef:
     """``("storage", storage_type, key, location, numel[, view_metadata])``, every field checked."""
     if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] not in ("storage", b"storage"):
-        raise CheckpointError(f"unsupported persistent id in the pickle: {_short(pid)}")
+        raise CheckpointError(f"unsupported persistent id in the pickle: {short_repr(pid)}")
     storage_type, key, _location, numel = pid[1:5]
     if not isinstance(storage_type, _StorageType):
-        raise CheckpointError(f"unsupported storage type {_short(storage_type)}")
+        raise CheckpointError(f"unsupported storage type {short_repr(storage_type)}")
     if not isinstance(key, str) or not _STORAGE_KEY.fullmatch(key):
-        raise CheckpointError(f"bad storage key {_short(key)} in the pickle")
+        raise CheckpointError(f"bad storage key {short_repr(key)} in the pickle")
     if type(numel) is not int or not 0 <= numel <= _MAX_INDEX:
-        raise CheckpointError(f"storage {key} declares {_short(numel)} elements (corrupt or crafted)")
+        raise CheckpointError(f"storage {key} declares {short_repr(numel)} elements (corrupt or crafted)")
     check_size(numel * storage_type.dtype.itemsize, f"storage {key} ({numel} × {storage_type.dtype.name})")
     view = None
     if len(pid) == 6 and pid[5] is not None:  # legacy: a slice of another storage
         meta = pid[5]
         if not (isinstance(meta, tuple) and len(meta) == 3 and all(type(v) is int for v in meta[1:])):
-            raise CheckpointError(f"bad storage view {_short(meta)} in the pickle")
+            raise CheckpointError(f"bad storage view {short_repr(meta)} in the pickle")
         start, length = meta[1], meta[2]
         if start < 0 or length < 0 or start + length > numel:
             raise CheckpointError(f"storage view [{start}, {start}+{length}) lies outside storage {key} of "
@@ -240,7 +211,11 @@ def _parse_persistent_id(pid: Any) -> _StorageRef:
     return _StorageRef(key, storage_type.dtype, numel, view)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(RestrictedUnpickler):
+    allowed = ALLOWED_GLOBALS
+    error = CheckpointError
+    refusal_hint = "the file may be malicious or hold custom classes"
+
     def __init__(self, file: io.BufferedIOBase, load_storage: Any, legacy: bool = False):
         super().__init__(file, encoding="latin1")
         self._load_storage = load_storage
@@ -249,13 +224,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if self._legacy and (module, name) in _LEGACY_OVERRIDES:
             return _LEGACY_OVERRIDES[(module, name)]
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise CheckpointError(
-                f"refusing to load: the pickle names the global '{one_line(module, 80)}.{one_line(name, 80)}', "
-                "which is not on jaxnets' allow-list (the file may be malicious or hold custom classes)"
-            ) from None
+        return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
         if self._load_storage is None:
@@ -318,7 +287,7 @@ def _load_zip(path: Path) -> Any:
         if prefix + "byteorder" in by_name:
             byteorder = _read_member(zf, by_name[prefix + "byteorder"]).strip()
             if byteorder != b"little":
-                raise CheckpointError(f"byte order {_short(byteorder)} is not supported (little-endian only)")
+                raise CheckpointError(f"byte order {short_repr(byteorder)} is not supported (little-endian only)")
         cache: dict[str, tuple[_StorageRef, np.ndarray]] = {}
 
         def load_storage(ref: _StorageRef) -> np.ndarray:
@@ -388,7 +357,7 @@ def _load_legacy(path: Path) -> Any:
     storages: dict[str, np.ndarray] = {}
     for key in keys:
         if key not in declared:
-            raise CheckpointError(f"storage {_short(key)} has a record but no tensor declares it")
+            raise CheckpointError(f"storage {short_repr(key)} has a record but no tensor declares it")
         if key in storages:
             raise CheckpointError(f"storage {key} has two records: refusing an ambiguous file")
         ref = declared[key]

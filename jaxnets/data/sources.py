@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from jaxnets.errors import DataError
+from jaxnets.safe_pickle import RestrictedUnpickler, latin1_encode, numpy_scalar
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
@@ -246,16 +246,6 @@ def _np_frombuffer(buf: Any, dtype: np.dtype, shape: tuple, order: str) -> np.nd
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
 
 
-def _np_scalar(dtype: np.dtype, data: bytes | None = None) -> Any:
-    return np.frombuffer(data, dtype=dtype)[0] if data else dtype.type()
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    if encoding not in ("latin1", "latin-1"):
-        raise DataError(f"refusing to load: _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
 # Plain containers and numbers need no globals at all; these are the only ones a CIFAR
 # pickle (Python 2 or 3, numpy 1 or 2, protocols 2–5) names.
 _PICKLE_ALLOWED: dict[tuple[str, str], Any] = {
@@ -263,22 +253,18 @@ _PICKLE_ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
     ("numpy.core.numeric", "_frombuffer"): _np_frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _np_frombuffer,
-    ("numpy.core.multiarray", "scalar"): _np_scalar,
-    ("numpy._core.multiarray", "scalar"): _np_scalar,
+    ("numpy.core.multiarray", "scalar"): numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): numpy_scalar,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_encode,
+    ("_codecs", "encode"): latin1_encode,
 }
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _PICKLE_ALLOWED[(module, name)]
-        except KeyError:
-            raise DataError(
-                f"refusing to load: the pickle names the global '{module}.{name}', which is not "
-                "on jaxnets' allow-list for data files (the file may be malicious)") from None
+class _SafeUnpickler(RestrictedUnpickler):
+    allowed = _PICKLE_ALLOWED
+    error = DataError
+    refusal_hint = "for data files; the file may be malicious"
 
 
 def load_data_pickle(path: str | Path) -> Any:
