@@ -121,6 +121,7 @@ def finetune(
     pgd_eps: Annotated[float, typer.Option(help="PGD L∞ radius in normalised input space.")] = 0.1,
     pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = 40,
     limit: LimitOpt = None,
+    augment: Annotated[bool, typer.Option(help="Training augmentation as `seam reengineer`: random-resized crop + flip for 224-px models, crop + flip on 32-px data.")] = True,
     normalize: NormOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,

@@ -49,6 +49,8 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="Coupled L2 on all parameters (SGD; ignored by Adam).")] = 1e-4,
     momentum: Annotated[float, typer.Option(help="Heavy-ball momentum (SGD).")] = 0.9,
     augmentation: Annotated[bool, typer.Option("--augmentation/--no-augmentation", help="CIFAR flip + pad-4 crop; ImageNet random-resized crop.")] = False,
+    upscale: Annotated[int | None, typer.Option(help="Resize every image to N×N px (PIL bilinear) first, for models that need larger inputs (AlexNet on 32-px CIFAR); the original's --upscale is 224.")] = None,
+    upscale_padding: Annotated[int | None, typer.Option(help="After --upscale, zero-pad P px on every side; the original's --upscale-padding is --upscale 112 --upscale-padding 56.")] = None,
     noise: Annotated[float, typer.Option(help="Label-noise ratio in (0,1]; -1 = pixel shuffle.")] = 0.0,
     noise_seed: Annotated[int | None, typer.Option(help="Seed of the corruption (label noise / pixel shuffle).")] = None,
     subsample_classes: Annotated[int, typer.Option(help="Keep N classes (relabelled 0..N-1); 0 = all.")] = 0,
@@ -131,13 +133,20 @@ def _check(opts: dict) -> None:
 
 
 def build_sources(opts: dict):
-    """Train / validation / test sources with corruption, split and class subsampling applied."""
+    """Train / validation / test sources with corruption, split and class subsampling applied, at
+    the size the model sees: the data's own, or ``--upscale``'s (never an automatic resize)."""
     import numpy as np
 
     from jaxnets.data import corruption, splits
-    from jaxnets.data.sources import Subset
+    from jaxnets.data.resize import FixedSizeSource, parse_upscale
+    from jaxnets.data.sources import Source, Subset
     from jaxnets.data.spec import open_source
+    from jaxnets.errors import JaxnetsError
 
+    upscale = parse_upscale(opts.get("upscale"), opts.get("upscale_padding"))
+    if upscale is not None and opts["noise"] == -1:
+        raise JaxnetsError("pixel shuffle (--noise -1) with --upscale is not supported: the original shuffles "
+                           "the pixels of the final (upscaled) image and crashes with --upscale")
     classes = parse_classes(opts["classes"])
     train_src = open_source(opts["data"], "train", limit=opts["limit"], classes=classes)
     test_src = open_source(opts["data"], "test", classes=classes)
@@ -165,7 +174,15 @@ def build_sources(opts: dict):
         perms = corruption.pixel_shuffle_permutations(len(full), train_idx, h * w, opts["noise_seed"])
         full = corruption.CorruptedSource(full, pixel_perms=perms)
     train_src = Subset(full, train_idx) if opts["split"] else full
-    return train_src, val_src, test_src, n_classes, class_list
+
+    def as_fed(source: Source | None) -> Source | None:
+        # As the original train.py: CIFAR-size data reaches every model at its own size (or the
+        # --upscale size); only images of varying size (ImageNet) get the ImageNet resize/crop.
+        if source is None or (upscale is None and source.image_shape is None):
+            return source
+        return FixedSizeSource(source, upscale)
+
+    return as_fed(train_src), as_fed(val_src), as_fed(test_src), n_classes, class_list
 
 
 def run_train(opts: dict) -> dict:

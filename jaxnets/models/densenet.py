@@ -132,6 +132,9 @@ SPECS = [
         family="densenet",
         build=functools.partial(DenseNet, 32, (6, 12, 24, 16), 64, 4),
         input_size=224,
+        # conv0 7/2 pad 3 and the 3/2 pad-1 max-pool never reach 0, the three 2×2/2 transition
+        # pools need ≥ 8 px after them: 29 px → 15 → 8 → 4 → 2 → 1 (28 px ends at 0).
+        min_input_size=29,
         num_classes=1000,
         normalization="imagenet",
         keymap=DENSENET_KEYMAP,

@@ -96,6 +96,8 @@ SPECS = [
         build=functools.partial(MlpMixer, patch_size=16, hidden_dim=768, num_blocks=12,
                             tokens_mlp_dim=384, channels_mlp_dim=3072),
         input_size=224,
+        min_input_size=16,  # one 16×16 patch (token); a smaller image has none
+        fixed_input_size=True,  # the token-mixing MLPs are sized by the number of patches
         num_classes=1000,
         # The checkpoint's own pipeline scales to [-1, 1]. The SeaM fork fed ImageNet mean/std
         # instead (specs/seam.md §7 pitfall 15): a faithful SeaM run asks for "imagenet".
@@ -112,6 +114,8 @@ SPECS = [
         build=functools.partial(MlpMixer, patch_size=4, hidden_dim=64, num_blocks=2,
                             tokens_mlp_dim=32, channels_mlp_dim=128),
         input_size=32,
+        min_input_size=4,  # one 4×4 patch (token); a smaller image has none
+        fixed_input_size=True,  # the token-mixing MLPs are sized by the number of patches
         num_classes=10,
         normalization="mixer",
         keymap=MIXER_KEYMAP,

@@ -44,6 +44,12 @@ class ModelSpec:
     num_classes: int
     normalization: str
     in_channels: int = 3
+    # Smallest square input (px) whose feature map stays ≥ 1×1 up to the last pool/flatten; a
+    # smaller one gives NaN (empty pool) or input-independent logits. None: any size works.
+    min_input_size: int | None = None
+    # Parameter shapes depend on the input size (a flatten into a Dense, Mixer's token mixing):
+    # the model runs at ``input_size`` only.
+    fixed_input_size: bool = False
     keymap: KeyMap = GENERIC
     head: str = "fc"  # slash path of the final Dense layer
     features: str = "features"  # name of the sown penultimate (pooled) features

@@ -221,6 +221,7 @@ SPECS = [
     _cifar_spec(
         name="lenet",
         build=LeNet,
+        min_input_size=2 ** LENET_CFG.count("M"),  # padded convs, three 2×2/2 pools: 8 px → 1×1
         keymap=KeyMap(flatten_chw={"classifier.0": (64, 3, 3)}),
         head="classifier_6",
         description="hyperplane paper's custom 9-layer LeNet (Xavier-uniform gain √2 init)",
@@ -228,6 +229,7 @@ SPECS = [
     _cifar_spec(
         name="mlp",
         build=functools.partial(MLP, use_bn=False),
+        fixed_input_size=True,  # the first Dense takes the flattened image
         keymap=KeyMap(flatten_chw={"hidden1.fc": (3, 32, 32)}),
         head="classifier",
         description="hyperplane paper's MLP 3072-4096-(1024-4096)×3 (kaiming fan_out init)",
@@ -235,6 +237,7 @@ SPECS = [
     _cifar_spec(
         name="mlp_bn",
         build=functools.partial(MLP, use_bn=True),
+        fixed_input_size=True,  # the first Dense takes the flattened image
         keymap=KeyMap(flatten_chw={"hidden1.fc": (3, 32, 32)}),
         head="classifier",
         description="hyperplane paper's MLP with BatchNorm1d after each hidden block",
@@ -242,6 +245,8 @@ SPECS = [
     _cifar_spec(
         name="allconv4",
         build=AllConv4,
+        min_input_size=16,  # unpadded 3×3 convs and 2×2/2 pools: 16 → 14 → 12 → 6 → 4 → 2 → 1
+        fixed_input_size=True,  # fc1 takes the flattened 128×5×5 map of 32-px input
         keymap=KeyMap(flatten_chw={"fc1": (128, 5, 5)}),
         head="fc3",
         description="All_Conv_4 of WFN (4 convs, 3 linears without nonlinearity between)",
@@ -252,6 +257,7 @@ SPECS = [
         family="small",
         build=DigitsCNN,
         input_size=8,
+        min_input_size=2,  # padded convs, one 2×2/2 max-pool
         num_classes=10,
         normalization="digits",
         in_channels=1,

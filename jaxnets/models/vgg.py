@@ -174,6 +174,17 @@ VGG_KEYMAP = KeyMap(flatten_chw={"classifier.0": (512, 7, 7)})
 ALEXNET_KEYMAP = KeyMap(flatten_chw={"classifier.1": (256, 6, 6)})
 
 
+def min_size_of(cfg: Config) -> int:
+    """Padded 3×3 convs keep the size and every 2×2/2 max-pool floors it: 2^pools px reach 1×1."""
+    return 2 ** sum(1 for v in cfg if v == "M")
+
+
+# torchvision AlexNet, floor((s + 2p − k) / stride) + 1 per layer: conv 11/4 pad 2, then three
+# 3/2 max-pools (the convs between keep the size). 63 px → 15 → 7 → 3 → 1; 62 px → 14 → 6 → 2 → 0,
+# an empty map whose adaptive average pool is NaN (spec §5.1: AlexNet on 32-px CIFAR).
+ALEXNET_MIN_INPUT = 63
+
+
 def _vgg_spec(depth: int, with_bn: bool) -> ModelSpec:
     base = f"vgg{depth}"
     name = f"{base}_bn" if with_bn else base
@@ -182,6 +193,7 @@ def _vgg_spec(depth: int, with_bn: bool) -> ModelSpec:
         family="vgg",
         build=functools.partial(VGG, CONFIGS[base], use_bn=with_bn),
         input_size=224,
+        min_input_size=min_size_of(CONFIGS[base]),
         num_classes=1000,
         normalization="imagenet",
         keymap=VGG_KEYMAP,
@@ -198,6 +210,7 @@ SPECS = [_vgg_spec(d, bn) for bn in (False, True) for d in (11, 13, 16, 19)] + [
         family="vgg",
         build=functools.partial(VGG, CONFIGS["vgg19"], use_bn=False, conv_init=NORMAL_001),
         input_size=224,
+        min_input_size=min_size_of(CONFIGS["vgg19"]),
         num_classes=1000,
         normalization="imagenet",
         keymap=VGG_KEYMAP,
@@ -209,6 +222,7 @@ SPECS = [_vgg_spec(d, bn) for bn in (False, True) for d in (11, 13, 16, 19)] + [
         family="vgg",
         build=AlexNet,
         input_size=224,
+        min_input_size=ALEXNET_MIN_INPUT,
         num_classes=1000,
         normalization="imagenet",
         keymap=ALEXNET_KEYMAP,
@@ -220,6 +234,8 @@ SPECS = [_vgg_spec(d, bn) for bn in (False, True) for d in (11, 13, 16, 19)] + [
         family="vgg",
         build=functools.partial(VGG, CONFIGS["vgg16"], use_bn=True, pool_size=None, hidden=512),
         input_size=32,
+        min_input_size=min_size_of(CONFIGS["vgg16"]),
+        fixed_input_size=True,  # no adaptive pool: classifier_0 takes the flattened 1×1×512 map
         num_classes=10,
         normalization="cifar_std",
         head="classifier_6",

@@ -50,17 +50,46 @@ def method_normalization(spec: Any, override: str | None) -> tuple[tuple[float, 
 
 
 def _parse_ks(text: Any) -> list[int]:
+    """Comma-separated positive integers, each once (e.g. ``5,10,20``); a one-line error otherwise."""
     if isinstance(text, int):
-        return [text]
-    if isinstance(text, list | tuple):
-        return [int(k) for k in text]
+        items = [str(text)]
+    elif isinstance(text, list | tuple):
+        items = [str(k) for k in text]
+    else:
+        items = str(text).split(",")
+    stripped = [item.strip() for item in items]
     try:
-        ks = [int(k) for k in str(text).split(",") if k.strip()]
+        ks = [int(item) for item in stripped if item]
     except ValueError:
         raise JaxnetsError(f"--k must be comma-separated integers, e.g. 5,10,20 (got {text!r})") from None
     if not ks:
         raise JaxnetsError("--k needs at least one value")
+    if "" in stripped:
+        raise JaxnetsError(f"--k has an empty value (got {text!r}); write e.g. 5,10,20")
+    bad = [k for k in ks if k < 1]
+    if bad:
+        raise JaxnetsError(f"--k values must be at least 1 (got {bad[0]})")
+    twice = sorted({k for k in ks if ks.count(k) > 1})
+    if twice:
+        raise JaxnetsError(f"--k lists {twice[0]} twice")
     return ks
+
+
+def _parse_keep(text: Any) -> list[int]:
+    """``--k-keep``: one positive integer per ``--k`` value (repeats allowed)."""
+    if isinstance(text, int):
+        items = [str(text)]
+    elif isinstance(text, list | tuple):
+        items = [str(k) for k in text]
+    else:
+        items = str(text).split(",")
+    try:
+        keep = [int(item.strip()) for item in items]
+    except ValueError:
+        raise JaxnetsError(f"--k-keep must be comma-separated integers, one per --k value (got {text!r})") from None
+    if any(k < 1 for k in keep):
+        raise JaxnetsError(f"--k-keep values must be at least 1 (got {text!r})")
+    return keep
 
 
 class _Model:
@@ -126,7 +155,7 @@ def run_indices(opts: Mapping[str, Any]) -> dict:
 
     opts = _opts(opts)
     ks = _parse_ks(opts["k"])
-    keep = _parse_ks(opts["k_keep"]) if opts.get("k_keep") else None
+    keep = _parse_keep(opts["k_keep"]) if opts.get("k_keep") else None
     if keep is not None and len(keep) != len(ks):
         raise JaxnetsError("--k-keep needs one value per --k value")
     source = _source(opts, opts["split"], opts["limit"])
@@ -303,10 +332,13 @@ def run_essential(opts: Mapping[str, Any]) -> dict:
     from jaxnets.train.logging import write_config
     from jaxnets.ui import info, warn
 
-    opts = _opts(opts)
+    # The experiment is defined on the test split (spec §3.5); an explicit --split is honoured.
+    split = opts.get("split") or "test"
+    opts = {**_opts(opts), "split": split}
     if not opts.get("indices"):
         raise JaxnetsError("essential needs --indices FILE (our index JSON)")
-    split = opts["split"] if opts["split"] != "train" else "test"
+    if split != "test":
+        warn(f"essential on the {split} split: the paper's experiment uses the test split")
     source = _source(opts, split, opts["limit"])
     pairs: list[tuple[str, Any, Any]] = [("ours", opts["weights"], None)]
     gates = None
@@ -361,6 +393,9 @@ def run_essential(opts: Mapping[str, Any]) -> dict:
 # ----------------------------------------------------------------------------- mutual info
 
 
+MI_DEFAULT_KS = (5, 10, 20)  # the paper's table (spec §3.6)
+
+
 def _num_features(opts: Mapping[str, Any], gates: Any) -> int:
     if opts.get("num_features"):
         return int(opts["num_features"])
@@ -383,7 +418,9 @@ def run_mutual_info(opts: Mapping[str, Any]) -> dict:
     from jaxnets.train.logging import write_config
     from jaxnets.ui import warn
 
-    opts = _opts(opts)
+    # --k has its own default here (DEFAULTS' "5" is the indices command's).
+    csg_ks_given = _parse_ks(opts["k"]) if opts.get("k") is not None else None
+    opts = {**_opts(opts), "k": opts.get("k")}
     files = opts.get("indices") or []
     if isinstance(files, str | Path):
         files = [files]
@@ -391,22 +428,34 @@ def run_mutual_info(opts: Mapping[str, Any]) -> dict:
         raise JaxnetsError("mutual-info needs --indices FILE (repeatable) and/or --csg-weights")
     if opts["csg_order"] not in ("ascending", "descending"):
         raise JaxnetsError(f"--csg-order must be ascending or descending, got {opts['csg_order']!r}")
+    if csg_ks_given is not None and not opts.get("csg_weights"):
+        raise JaxnetsError("--k chooses the k values of the CSG rows and needs --csg-weights; the Ours "
+                           "rows come from the --indices files (one file per k)")
     gates = load_gates(opts["csg_weights"]) if opts.get("csg_weights") else None
     d = _num_features(opts, gates)
-    ours = {}
+    ours: dict[int, dict] = {}
     for f in files:
         t = load_indices(f, num_features=d)
         if gates is not None and t.shape[0] != gates.shape[0]:
             raise JaxnetsError(f"{f} has {t.shape[0]} classes, the CSG gates {gates.shape[0]}")
-        ours[int(t.shape[1])] = {"file": str(f), **mi_score(t, d)}
-    ks = sorted(ours) or _parse_ks(opts["k"])
-    csg = {}
+        k = int(t.shape[1])
+        if k in ours:
+            raise JaxnetsError(f"two --indices files have k = {k}: {ours[k]['file']} and {f}")
+        ours[k] = {"file": str(f), **mi_score(t, d)}
+    ours = dict(sorted(ours.items()))
+    # CSG rows: every --k value; by default the k of the index files, else the paper's 5, 10, 20.
+    csg_ks = csg_ks_given or sorted(ours) or list(MI_DEFAULT_KS)
+    too_big = [k for k in csg_ks if k > d]
+    if too_big:
+        raise JaxnetsError(f"--k {too_big[0]} exceeds the {d} penultimate channels")
+    csg: dict[str, dict[int, dict]] = {}
     if gates is not None:
         for order in ("ascending", "descending"):
-            csg[order] = {k: mi_score(csg_indices(gates, k, order), d) for k in ks}
-        if opts["csg_order"] == "ascending":
-            warn("the CSG column uses the ascending gate order of the published files (the least "
-                 "used channels); the descending column is the semantically right selection")
+            csg[order] = {k: mi_score(csg_indices(gates, k, order), d) for k in csg_ks}
+    ks = sorted(set(ours) | set(csg_ks if gates is not None else ()))
+    if gates is not None and opts["csg_order"] == "ascending":
+        warn("the CSG column uses the ascending gate order of the published files (the least "
+             "used channels); the descending column is the semantically right selection")
     run_dir = _run_dir(opts, "mutual-info", None)
     setup_jax(None)
     write_config(run_dir, opts, "mutual-info")

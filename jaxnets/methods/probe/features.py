@@ -7,10 +7,11 @@ NHWC → NCHW on the device before the reshape (P24), so columns are in PyTorch'
 Batches are fixed-size (the last one padded, rows dropped on the host by the loader mask) and
 concatenated; the row count is asserted (P14).
 
-Default layers of the CIFAR ResNets (``resnet20`` … and the ``_b`` variants): the spec's hooked
-tensors of the CIFAR ResNet-18 (§2.1), stage by stage — input, the raw conv1/conv2 outputs
-(before BN) of the first block of stages 1–3, and the global average pool. Other models: the
-input, the outputs of the top-level submodules in call order (head excluded), and ``features``.
+Default layers of the ResNets — the spec's own CIFAR ResNet-18 (``resnet18_cifar``), the other
+torchvision-style ResNets and the CIFAR ResNets (``resnet20`` … and the ``_b`` variants): the
+spec's hooked tensors (§2.1, P23), stage by stage — input, the raw conv1/conv2 outputs (before
+BN) of the first block of stages 1–3, and the global average pool. Other models: the input, the
+outputs of the top-level submodules in call order (head excluded), and ``features``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from jaxnets.errors import JaxnetsError
 INPUT = "input"
 CIFAR_RESNET_LAYERS = (INPUT, "layer1_0/conv1", "layer1_0/conv2", "layer2_0/conv1", "layer2_0/conv2",
                        "layer3_0/conv1", "layer3_0/conv2", "features")
+# Families whose blocks carry the spec's module names (layerN_0/conv1, conv2): "resnet" holds the
+# spec's model itself (resnet18_cifar), "cifar_resnet" the option-A/B CIFAR ResNets.
+SPEC_LAYER_FAMILIES = ("resnet", "cifar_resnet")
 
 
 def call_order_names(spec: Any, module: Any) -> list[str]:
@@ -59,7 +63,7 @@ def available_layers(spec: Any, module: Any) -> list[str]:
 
 
 def default_layers(spec: Any, module: Any) -> list[str]:
-    if spec.family == "cifar_resnet":
+    if spec.family in SPEC_LAYER_FAMILIES:
         return list(CIFAR_RESNET_LAYERS)
     top = [n for n in call_order_names(spec, module) if "/" not in n and n != spec.head]
     return [INPUT, *top, "features"]

@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 
 from jaxnets.errors import JaxnetsError
+from jaxnets.methods.seam.runner import _loaders
 
 FT_DEFAULTS: dict[str, Any] = {
     "lr_s1_output": 0.1, "lr_s2_output": 0.001, "lr_mask": 0.1, "alpha": 1.0, "prune_threshold": 1.0,
     "lr": 0.005, "epochs": 300, "early_stop": 30, "enforce_masks": False, "pgd_eps": 0.1,
     "pgd_steps": 40, "batch_size": 64, "seed": 0, "limit": None, "normalize": None, "masks": None,
-    "weights": None, "out": None,
+    "weights": None, "out": None, "augment": True,
 }
 
 
@@ -216,7 +217,6 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxnets.data.loader import Loader
     from jaxnets.data.pipeline import adapt_to_data
     from jaxnets.data.spec import open_source
     from jaxnets.data.transforms import normalization_for
@@ -259,8 +259,9 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
     module = spec.create(k)
     norm = normalization_for(spec, opts.get("normalize"))
     batch = int(opts["batch_size"])
-    train_l = Loader(train, batch, shuffle=True, seed=seed, drop_last=False, pad_last=True)
-    test_l = Loader(test, batch, shuffle=False, pad_last=True)
+    # The loaders of `seam reengineer` (one rule for both): per-image ImageNet resize/crop for a
+    # 224-px model on other-sized or mixed-size images (spec §2.8), CIFAR crop + flip on 32 px.
+    train_l, test_l, _ = _loaders(spec, train, test, batch, seed, bool(opts["augment"]))
     run_dir = create_run_dir(opts.get("out"), "seam-finetune", spec.name)
     run_dir.mkdir(parents=True, exist_ok=True)
 

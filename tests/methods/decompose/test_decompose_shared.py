@@ -198,3 +198,18 @@ def test_bad_inputs(dtd, weights, cifar_exact, tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(["indices", "resnet20", "--weights", weights, *data, "--k", "5,x",
                             "--out", tmp_path / "h"], capsys, monkeypatch)
     assert code == 2 and "--k" in err
+
+
+def test_mutual_info_every_k_with_one_index_file(dtd, tmp_path, capsys, monkeypatch):
+    """`--indices F(k=5) --k 5,10,20` (the docs/results.md command): a CSG row for every k."""
+    code, out, err = run_cli(["mutual-info", "--indices", dtd / FILES[5], "--csg-weights", dtd / "best_save_CSG.pth",
+                              "--k", "5,10,20", "--out", tmp_path], capsys, monkeypatch)
+    assert code == 0, err
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert list(r["ours"]) == ["5"]
+    for order, expected in (("ascending", [0.0375091, 0.0540359, 0.0817442]),
+                            ("descending", [0.0339446, 0.0553250, 0.0873964])):
+        assert [round(r["csg"][order][k]["score"], 7) for k in ("5", "10", "20")] == expected
+    assert "| 5 | 0.0345378 | 0.0375091 | 0.0339446 |" in out
+    assert "| 10 | — | 0.0540359 | 0.0553250 |" in out
+    assert "| 20 | — | 0.0817442 | 0.0873964 |" in out

@@ -73,6 +73,41 @@ def test_null_band_and_binomial_test():
     assert binomial_p_value(0, 20) == pytest.approx(2 / 2**20)
 
 
+def _old_exact_p_value(negatives: int, units: int) -> float:
+    """The formula before issue 15: exact integer tail over a float 2**units (overflows at 1024)."""
+    k = min(negatives, units - negatives)
+    return min(1.0, 2 * sum(math.comb(units, i) for i in range(k + 1)) / 2.0**units)
+
+
+def test_binomial_p_value_small_units_unchanged():
+    for units in (1, 2, 7, 20, 64, 255, 512, 1000, 1023):
+        for negatives in sorted({0, 1, units // 3, units // 2, units - 1, units}):
+            assert binomial_p_value(negatives, units) == pytest.approx(
+                _old_exact_p_value(negatives, units), rel=1e-12, abs=1e-300), (negatives, units)
+
+
+@pytest.mark.parametrize("units", [1024, 4096, 65_536])
+def test_binomial_p_value_wide_layers_are_finite(units):
+    """Every VGG/AlexNet/MLP classifier layer has ≥ 1024 units: 2.0**units used to overflow."""
+    assert binomial_p_value(units // 2, units) == pytest.approx(1.0)
+    p = binomial_p_value(units // 2 - int(math.sqrt(units)), units)  # 2σ below the mean
+    assert 0.03 < p < 0.07  # two-sided normal tail at 2σ: 0.0455
+    assert 0.0 <= binomial_p_value(0, units) < 1e-300  # 2·2^-units (may underflow to 0), no raise
+    assert binomial_p_value(units, units) == binomial_p_value(0, units)
+
+
+def test_layer_table_with_a_4096_unit_linear_layer():
+    from jaxnets.methods.hyperplanes.registry import LayerInfo
+    from jaxnets.methods.hyperplanes.stats import layer_table, projections_report
+
+    rng = np.random.default_rng(0)
+    params = {"fc": {"kernel": rng.standard_normal((1024, 4096)).astype(np.float32)}}
+    layers = [LayerInfo(path="fc", kind="linear", kernel_shape=(1024, 4096), stage="3", block="0")]
+    report = projections_report(params, layers, with_linear=True)
+    (row,) = layer_table(report, layers)
+    assert math.isfinite(row["p_value"]) and 0 <= row["p_value"] <= 1
+
+
 def test_distances():  # check 11
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal((3, 3, 64, 128)).astype(np.float32)
@@ -139,3 +174,17 @@ def test_original_initialisers():
     assert not np.asarray(v["params"]["features_7"]["bias"]).any()
     d = np.asarray(v["params"]["classifier_0"]["kernel"])  # 576 → 120
     assert np.abs(d).max() <= math.sqrt(12 / (576 + 120))
+
+
+def test_projections_with_linear_on_mlp(tmp_path, capsys, monkeypatch):
+    """`jaxnets projections mlp --with-linear` (4096/1024-unit layers) used to crash in the p-value."""
+    import json
+
+    from cli_helpers import run_cli
+
+    code, _, err = run_cli(["projections", "mlp", "--with-linear", "--no-plots", "--out", tmp_path / "run", "-q"],
+                           capsys, monkeypatch)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["layers"]
+    assert {r["units"] for r in rows} == {4096, 1024, 10}
+    assert all(math.isfinite(r["p_value"]) and 0 <= r["p_value"] <= 1 for r in rows)

@@ -76,3 +76,41 @@ def test_seam_finetune_cli_options_reach_the_runner(tmp_path: Path, capsys, monk
     code, _, err = run_cli(["seam", "finetune", "digits_cnn", "--data", "digits", "--early-stop", "-2",
                             "--out", tmp_path], capsys, monkeypatch)
     assert code == 2 and "early-stop" in err
+
+
+def _mixed_size_folder(root: Path) -> Path:
+    """train/ and test/ image folders whose images all differ in size (as CUB, Dogs, MIT-67)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 3), ("test", 2)):
+        for c, cls in enumerate(("ant", "bee")):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                h, w = 40 + 7 * i + 3 * c, 52 - 5 * i + 2 * c
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def test_seam_finetune_on_mixed_size_images(tmp_path: Path, capsys, monkeypatch) -> None:
+    """finetune builds its loaders as reengineer does: ImageNet resize/crop per image for a
+    224-px model, so mixed image sizes no longer fail with "images differ in size"."""
+    import dataclasses
+
+    from cli_helpers import run_cli
+
+    from jaxnets.models import registry
+
+    registry._load()
+    # A tiny 224-px model (digits_cnn's layers on RGB): the same loader rule as resnet18, cheap on a CPU.
+    tiny = dataclasses.replace(registry.get_spec("digits_cnn"), name="tiny224", input_size=224, in_channels=3,
+                               normalization="imagenet", num_classes=2)
+    monkeypatch.setitem(registry._REGISTRY, "tiny224", tiny)
+    data = _mixed_size_folder(tmp_path / "folder")
+    code, out, err = run_cli(["seam", "finetune", "tiny224", "--data", f"imagefolder:{data}", "--limit", "6",
+                              "--epochs", "1", "--batch-size", "2", "--pgd-steps", "1", "--out", tmp_path / "run",
+                              "-q"], capsys, monkeypatch)
+    assert code == 0, err
+    defect = json.loads((tmp_path / "run" / "defect.json").read_text())
+    assert defect["n"] == 4 and "step3" in defect
