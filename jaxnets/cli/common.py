@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from jaxnets.data.classes import parse_classes  # noqa: F401  (re-exported for the commands)
 from jaxnets.errors import JaxnetsError
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<command>/<model>-<time>).")]
@@ -123,17 +124,6 @@ def _typed_scalar(annotation: Any, value: Any, where: str) -> Any:
 
 
 _TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", Path: "a path"}
-
-
-def parse_classes(text: str | None) -> list[int] | None:
-    if text in (None, ""):
-        return None
-    if isinstance(text, list):
-        return [int(c) for c in text]
-    try:
-        return [int(c) for c in str(text).split(",") if c.strip() != ""]
-    except ValueError:
-        raise JaxnetsError(f"--classes must be comma-separated integers, got {text!r}") from None
 
 
 def fail(message: str) -> None:

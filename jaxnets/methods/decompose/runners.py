@@ -129,7 +129,7 @@ class _Model:
 
 
 def _source(opts: Mapping[str, Any], split: str, limit: Any = None) -> Any:
-    from jaxnets.cli.common import parse_classes
+    from jaxnets.data.classes import parse_classes
     from jaxnets.data.spec import open_source
 
     return open_source(opts["data"], split, limit=limit, classes=parse_classes(opts.get("classes")))

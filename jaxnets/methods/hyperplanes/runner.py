@@ -68,8 +68,8 @@ def load_model(model: str, weights: str | Path | None, *, data: str | None = Non
     """Spec adapted to the data (channels), module, variables (weights or a random init),
     snapshot metadata and the test source. The data and class list default to the snapshot's
     metadata (the classes a run trained on are reused, never re-sampled: spec §7 #9)."""
-    from jaxnets.cli.common import parse_classes
     from jaxnets.data import splits
+    from jaxnets.data.classes import parse_classes
     from jaxnets.data.pipeline import adapt_to_data
     from jaxnets.data.spec import open_source
     from jaxnets.models.api import init_variables, load_weights, resolve

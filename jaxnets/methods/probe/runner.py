@@ -204,7 +204,7 @@ def run_probe(opts: Mapping[str, Any], variables: Any = None) -> dict:
     write = opts.get("write", True)
     classes = opts.get("classes")
     if isinstance(classes, str):
-        from jaxnets.cli.common import parse_classes
+        from jaxnets.data.classes import parse_classes
 
         classes = parse_classes(classes)
     source = open_source(opts.get("data", "digits"), opts.get("split", "train"), limit=opts.get("limit"),
