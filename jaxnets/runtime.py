@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib.metadata
+import itertools
 import json
 import math
 import os
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,54 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JAXNETS_CACHE_DIR", Path.home() / ".cache" / "jaxnets"))
 
 
+# XLA:CPU from jaxlib 0.12 on x86 can lower convolutions to oneDNN custom calls; without the
+# second flag its YNNPACK fusion pass claims the convolutions first.
+ONEDNN_XLA_FLAGS = ("--xla_cpu_experimental_onednn_custom_call=true",
+                    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution")
+ONEDNN_MIN_JAXLIB = (0, 12)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def onednn_supported(jaxlib_version: str | None = None, machine: str | None = None) -> bool:
+    """Whether the oneDNN convolution flags exist and apply here: x86 and jaxlib ≥ 0.12."""
+    if jaxlib_version is None:
+        try:
+            jaxlib_version = importlib.metadata.version("jaxlib")
+        except importlib.metadata.PackageNotFoundError:
+            return False
+    machine = (machine or platform.machine()).lower()
+    return machine in ("x86_64", "amd64") and _version_tuple(jaxlib_version) >= ONEDNN_MIN_JAXLIB
+
+
+def configure_xla_flags(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Add the oneDNN convolution flags to ``XLA_FLAGS`` where :func:`onednn_supported`.
+
+    XLA reads ``XLA_FLAGS`` once, when the first backend starts, so this must run before any
+    JAX computation (the CLI calls it first thing; tests/conftest.py before importing jax);
+    later calls change nothing that is already running. A flag the user's ``XLA_FLAGS``
+    already mentions is left as the user set it; ``JAXNETS_ONEDNN=0`` turns the addition off.
+    Returns the flags added.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("JAXNETS_ONEDNN", "1") == "0" or not onednn_supported():
+        return []
+    current = env.get("XLA_FLAGS", "")
+    added = [flag for flag in ONEDNN_XLA_FLAGS if flag.split("=", 1)[0] not in current]
+    if added:
+        env["XLA_FLAGS"] = " ".join([current, *added]).strip()
+    return added
+
+
 def setup_jax(devices: int | str | None = None) -> None:
     """Persistent compilation cache on by default; fake CPU devices when asked for more."""
+    configure_xla_flags()  # effective only if no backend has started yet
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))

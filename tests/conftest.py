@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from jaxnets.runtime import configure_xla_flags
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+configure_xla_flags()  # the CLI's oneDNN flags (jaxlib ≥ 0.12 on x86), before the backend starts
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 4)

@@ -45,8 +45,9 @@ for _module in (decompose_cmd, wfn_cmd, probe_cmd, seam_cmd, hyperplanes_cmd):
 def main() -> None:
     """Run the app; user errors become one line on stderr and exit code 2."""
     from jaxnets.errors import JaxnetsError
-    from jaxnets.runtime import forget_created_run_dirs, remove_unused_run_dirs
+    from jaxnets.runtime import configure_xla_flags, forget_created_run_dirs, remove_unused_run_dirs
 
+    configure_xla_flags()  # XLA reads XLA_FLAGS when its first backend starts, so before any command
     forget_created_run_dirs()
     try:
         app()
