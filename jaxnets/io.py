@@ -43,6 +43,7 @@ def save_variables(path: str | Path, variables: Mapping, metadata: Mapping[str, 
     half-written checkpoint under ``path``. ``jaxnets.json`` records every file's size and
     SHA-256, so a checkpoint damaged later is detected (:func:`checkpoint_problem`).
     """
+    import jax
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
@@ -53,7 +54,11 @@ def save_variables(path: str | Path, variables: Mapping, metadata: Mapping[str, 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    with ocp.StandardCheckpointer() as ckpt:
+    # Host arrays written by this process alone: in a multi-process run only process 0 saves
+    # snapshots, so orbax must not wait for the others at its barriers.
+    me = jax.process_index()
+    alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    with ocp.StandardCheckpointer(multiprocessing_options=alone) as ckpt:
         ckpt.save(tmp / "variables", dict(variables))
         ckpt.wait_until_finished()
     meta = {"format": "jaxnets", "format_version": FORMAT_VERSION, **metadata, "files": _manifest(tmp)}

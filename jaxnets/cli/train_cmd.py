@@ -220,7 +220,10 @@ def run_train(opts: dict) -> dict:
         check_divisible(opts["batch_size"], mesh)
     train_src, val_src, test_src, n_classes, class_list = build_sources(opts)
     spec = adapt_to_data(spec, train_src, n_classes)
-    run_dir = create_run_dir(opts["out"], "train", spec.name, resume=opts["resume"])
+    # Several processes share one --out: process 0 writes the files (the others only join the
+    # checkpoint saves), so only it applies the no-overwrite rule (the others may see its files).
+    primary = jax.process_index() == 0
+    run_dir = create_run_dir(opts["out"], "train", spec.name, resume=opts["resume"] or not primary)
     setup_jax(n_devices)
     if not opts["shuffle"] and not opts["split"]:
         warn("--shuffle is off (the original's default): training batches come in the same order every epoch")
@@ -237,11 +240,13 @@ def run_train(opts: dict) -> dict:
                      mesh=mesh, description=name)
         return {f"{name}_top1": r.top1, **({f"{name}_top5": r.top5} if r.top5 is not None else {})}
 
-    write_config(run_dir, opts, "train", resume_from=resumed_run_folder(opts["resume"], run_dir))
+    if primary:
+        write_config(run_dir, opts, "train", resume_from=resumed_run_folder(opts["resume"], run_dir))
     if opts["evaluate"] or opts["evaluate_train"]:
         src, name = (test_src, "test") if opts["evaluate"] else (train_src, "train")
         result = evaluate_on(variables, src, name)
-        write_json(run_dir / "results.json", {"schema": "jaxnets.train.evaluate/1", "model": spec.name, **result})
+        if primary:
+            write_json(run_dir / "results.json", {"schema": "jaxnets.train.evaluate/1", "model": spec.name, **result})
         print(f"{spec.name}: {name} top-1 {100 * result[f'{name}_top1']:.2f} %")
         return result
 
@@ -263,6 +268,8 @@ def run_train(opts: dict) -> dict:
 
     def snapshot(variables, label: str, epoch: int, **extra) -> None:
         target = snapshots / f"{spec.name}_{label}"
+        if not primary:
+            return
         if target.exists():
             problem = checkpoint_problem(target)
             if problem is None:
@@ -316,7 +323,8 @@ def run_train(opts: dict) -> dict:
               "converged": plateau["converged"], **test, "history": result.history,
               "run_dir": str(run_dir), "snapshots": str(snapshots),
               "final_snapshot": str(snapshots / f"{spec.name}_final_{finished}") if plateau["converged"] else None}
-    write_json(run_dir / "results.json", report)
+    if primary:
+        write_json(run_dir / "results.json", report)
     print(f"{spec.name}: test top-1 {100 * test['test_top1']:.2f} % after {finished} epoch(s); run folder {run_dir}")
     info(f"snapshots in {snapshots}")
     return report

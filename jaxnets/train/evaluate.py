@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 ParamTransform = Callable[[Mapping, Any], Mapping]
 
@@ -75,7 +76,7 @@ def evaluate(
                 out = {k: out[k] for k in ("correct", "correct_topk", "mask")}
             outputs.append((out, np.asarray(batch.labels), batch.indices))
             advance()
-    fetched = jax.device_get([o for o, _, _ in outputs])
+    fetched = _fetch([o for o, _, _ in outputs])
     labels = np.concatenate([lab for _, lab, _ in outputs]) if outputs else np.zeros(0, np.int64)
     valid = np.concatenate([f["mask"] for f in fetched]) if fetched else np.zeros(0, bool)
     top1 = np.concatenate([f["correct"] for f in fetched]) if fetched else np.zeros(0, bool)
@@ -95,6 +96,15 @@ def evaluate(
         result.labels = labels[valid]
         result.indices = np.concatenate([ind for _, _, ind in outputs])[valid]
     return result
+
+
+def _fetch(outputs: list[dict]) -> list[dict]:
+    """Per-example outputs to the host. With several processes each holds only its slice of a
+    batch-sharded array, so the slices are gathered (every process gets the whole batch)."""
+    if jax.process_count() == 1:
+        return jax.device_get(outputs)
+    return [jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(o, tiled=True))
+            for o in outputs]
 
 
 @functools.lru_cache(maxsize=16)

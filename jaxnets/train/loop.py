@@ -190,8 +190,10 @@ def fit(
         epoch_sums = dict(meta.get("epoch_sums") or {})
 
     ckpt_dir = checkpoint_dir(run_dir) if run_dir is not None else None
+    # Several processes (multi-host): only process 0 writes metrics; all of them checkpoint
+    # (orbax coordinates the processes and writes each replicated array once).
     writer = MetricsWriter(run_dir, resume_step=resumed_from, tensorboard=tensorboard) \
-        if run_dir is not None else None
+        if run_dir is not None and jax.process_index() == 0 else None
     checkpointer = Checkpointer(ckpt_dir, max_to_keep=max_to_keep, async_save=async_checkpoints) \
         if ckpt_dir is not None else None
     history: list[dict] = []

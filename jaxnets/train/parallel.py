@@ -102,15 +102,27 @@ def maybe_initialize_distributed(coordinator: str | None = None,
     ``coordinator`` is ``"host:port"`` of process 0; every host runs the same command with its
     own ``process_id`` in ``[0, num_processes)``. On managed clusters (SLURM, TPU pods) the
     arguments may be left out and JAX discovers them. Must run before any other JAX call.
-    Returns True when it initialised. (Not exercised by the test suite: it needs several hosts.)
+    Returns True when it initialised. Several processes on one machine (each with its own CPU
+    device) are tested end to end: tests/train/test_multiprocess.py.
     """
     if coordinator is None and num_processes is None and process_id is None:
         return False
     if coordinator is not None and (num_processes is None or process_id is None):
         raise JaxnetsError("--coordinator needs --num-processes and --process-id as well")
+    if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
+        raise JaxnetsError(f"--process-id must lie in [0, {num_processes}), got {process_id}")
+    # CPU devices of different processes reduce over gloo (TCP); without an implementation the
+    # CPU client has no cross-process collectives. A choice made by the user (e.g. mpi) stays.
+    if getattr(jax.config, "jax_cpu_collectives_implementation", None) is None:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
     return True
+
+
+def is_primary_process() -> bool:
+    """True in process 0 (and in every single-process run): the one that writes run folders."""
+    return jax.process_index() == 0
 
 
 def describe(mesh: Mesh) -> str:
