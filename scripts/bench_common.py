@@ -7,7 +7,7 @@
 - :func:`measure` — warm-up, then the median of N timed repeats of a step that is synchronised
   (``block_until_ready`` / a host fetch) at the end of every repeat;
 - :func:`markdown_table`, :func:`append_section`, :func:`append_table` and
-  :func:`append_method_table` — write dated sections to ``docs/benchmarks.md``.
+  :func:`append_method_table` — write dated sections to ``docs/benchmarks-history.md``.
 
 This module imports neither jax nor torch, so a script can use it before deciding its threads.
 """
@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib.metadata
+import importlib.util
 import math
 import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
+# Recorded sections are appended to the history; docs/benchmarks.md holds the current tables.
+DEFAULT_DOC = ROOT / "docs" / "benchmarks-history.md"
 # The project's checkpoints and data (never copied into the repository).
 SHARED = Path(os.environ.get("JAXNETS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 # Scripts import the package and the PyTorch reference modules of tests/reference.
@@ -70,7 +74,15 @@ def pin_threads(threads: int | None = None) -> int:
     return threads
 
 
+def torch_importable() -> bool:
+    """Whether torch is installed in this interpreter (found without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
 def set_torch_threads(threads: int) -> None:
+    """torch's intra-op threads; nothing where torch is not installed."""
+    if not torch_importable():
+        return
     import torch
 
     torch.set_num_threads(threads)
@@ -119,6 +131,32 @@ def machine_info() -> dict[str, Any]:
         "os": f"{os_name} ({platform.system()} {platform.release()})" if os_name
         else platform.platform(),
     }
+
+
+def gpu_info() -> str:
+    """The accelerator as the two frameworks see it: jax's devices, the CUDA plugin, torch's
+    CUDA build and device (whichever are installed), and the driver from ``nvidia-smi``."""
+    parts = []
+    with contextlib.suppress(Exception):
+        import jax
+
+        devices = jax.devices()
+        parts.append(f"jax: {len(devices)} × {devices[0].device_kind} ({devices[0].platform})")
+    for plugin in ("jax-cuda13-plugin", "jax-cuda12-plugin"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            parts.append(f"{plugin} {importlib.metadata.version(plugin)}")
+    if torch_importable():
+        import torch
+
+        if torch.cuda.is_available():
+            parts.append(f"torch: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, "
+                         f"cuDNN {torch.backends.cudnn.version()}")
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        if smi.returncode == 0 and smi.stdout.strip():
+            parts.append("nvidia-smi: " + "; ".join(smi.stdout.strip().splitlines()))
+    return "; ".join(parts) or "no GPU information"
 
 
 def library_versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, str]:
@@ -299,31 +337,122 @@ def measure_when_quiet(step: Callable[[], Any], sync: Callable[[Any], Any], *,
     return best
 
 
+class Side:
+    """One contender of an interleaved measurement: ``warmup(n)`` runs n untimed steps and
+    returns the last one's seconds; ``repeat(n)`` runs n steps back to back, synchronised once
+    at the end, and returns ``(seconds, cores other processes used meanwhile)``."""
+
+    name: str
+
+    def warmup(self, steps: int) -> float:
+        raise NotImplementedError
+
+    def repeat(self, steps: int) -> tuple[float, float | None]:
+        raise NotImplementedError
+
+
+@dataclass
+class LocalSide(Side):
+    """A step in this process; ``sync(result)`` blocks until its work is done."""
+
+    name: str
+    step: Callable[[], Any]
+    sync: Callable[[Any], Any]
+
+    def warmup(self, steps: int) -> float:
+        last = 0.0
+        for _ in range(steps):
+            t = time.perf_counter()
+            self.sync(self.step())
+            last = time.perf_counter() - t
+        return last
+
+    def repeat(self, steps: int) -> tuple[float, float | None]:
+        with OtherLoad() as other:
+            t = time.perf_counter()
+            out = None
+            for _ in range(steps):
+                out = self.step()
+            self.sync(out)
+            seconds = time.perf_counter() - t
+        return seconds, other.cores
+
+
+def measure_interleaved(sides: Sequence[Side], *, items: int, repeats: int = 5, warmup: int = 2,
+                        steps: int | None = None, min_time: float = 1.0,
+                        max_other: float = 0.3, retries: int = 2,
+                        wait: float = 20.0) -> dict[str, Timing]:
+    """Time several sides A/B-style: warm every side up, calibrate each one's steps per repeat
+    (≥ ``min_time`` s unless ``steps`` is given), then run the repeats round-robin (A B C A B C
+    …), so a burst of load from elsewhere lands on all sides alike instead of on one. Repeated
+    (after ``wait`` s) while a side saw more than ``max_other`` cores of other load; the least
+    disturbed attempt is returned, one :class:`Timing` per side name."""
+    per_side: dict[str, int] = {}
+    warm_s: dict[str, float] = {}
+    for side in sides:
+        t = time.perf_counter()
+        last = side.warmup(max(warmup, 1 if steps is None else 0))
+        warm_s[side.name] = time.perf_counter() - t
+        per_side[side.name] = steps or max(1, math.ceil(min_time / max(last, 1e-9)))
+    best: dict[str, Timing] | None = None
+
+    def worst(result: Mapping[str, Timing]) -> float:
+        return max((t.other_load or 0.0) for t in result.values())
+
+    for attempt in range(retries + 1):
+        if attempt:
+            print(f"  (other processes used up to {worst(best):.2f} cores; measuring again in "
+                  f"{wait:.0f} s)", file=sys.stderr, flush=True)
+            time.sleep(wait)
+        seconds: dict[str, list[float]] = {side.name: [] for side in sides}
+        others: dict[str, list[float]] = {side.name: [] for side in sides}
+        for _ in range(max(1, repeats)):
+            for side in sides:
+                s, other = side.repeat(per_side[side.name])
+                seconds[side.name].append(s)
+                if other is not None:
+                    others[side.name].append(other)
+        result = {name: Timing(seconds=seconds[name], steps=per_side[name], items=items,
+                               warmup_s=warm_s[name],
+                               other_load=statistics.mean(others[name]) if others[name] else None)
+                  for name in seconds}
+        if best is None or worst(result) < worst(best):
+            best = result
+        if worst(best) <= max_other:
+            break
+    assert best is not None
+    return best
+
+
 def gemm_peak_gflops(precision: str = "fp32", n: int = 2048, reps: int = 10) -> dict[str, float]:
     """The best GEMM rate each framework reaches here (an n×n matmul, median of 3 runs of
     ``reps``): the practical peak a model's achieved FLOP/s is compared with. Call after
-    :func:`pin_threads` / :func:`set_torch_threads`."""
+    :func:`pin_threads` / :func:`set_torch_threads`. jax only where torch is not installed."""
     import jax
     import jax.numpy as jnp
-    import torch
 
     flops = 2.0 * n ** 3 * reps
-    jdt, tdt = (jnp.bfloat16, torch.bfloat16) if precision == "bf16" else (jnp.float32, torch.float32)
-    a_j = jnp.ones((n, n), jdt)
+    a_j = jnp.ones((n, n), jnp.bfloat16 if precision == "bf16" else jnp.float32)
     matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-    a_t = torch.ones(n, n, dtype=tdt)
 
     def jax_run() -> None:
         for _ in range(reps):
             out = matmul(a_j, a_j)
         out.block_until_ready()
 
-    def torch_run() -> None:
-        for _ in range(reps):
-            a_t @ a_t
+    runs: list[tuple[str, Callable[[], None]]] = [("jax", jax_run)]
+    if torch_importable():
+        import torch
 
+        a_t = torch.ones(n, n, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+
+        def torch_run() -> None:
+            for _ in range(reps):
+                a_t @ a_t
+
+        runs.append(("torch", torch_run))
     rates = {}
-    for side, run in (("jax", jax_run), ("torch", torch_run)):
+    for side, run in runs:
         run()
         times = [timed(run)[1] for _ in range(3)]
         rates[side] = flops / statistics.median(times) / 1e9

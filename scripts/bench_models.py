@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Eval and train-step throughput of jaxnets models vs their PyTorch reference modules.
 
-Both sides run in one process on the same machine, with the same weights (the PyTorch
-module's random init converted through ``converters.convert``), the same uint8 batch, the same
-batch size and the same thread count (CPU affinity pinned to T CPUs before either library is
-imported; ``torch.set_num_threads(T)``; XLA sizes its pool from the affinity).
+Both sides run on the same machine, with the same weights (the PyTorch module's random init
+converted through ``converters.convert``), the same uint8 batch, the same batch size and the
+same thread count (CPU affinity pinned to T CPUs before either library is imported;
+``torch.set_num_threads(T)``; XLA sizes its pool from the affinity).
 
 - eval: jaxnets' jitted eval step (``jaxnets.train.steps.make_eval_step``: uint8 → normalise
   → forward → logits, top-1/top-5 flags, all inside one jit) vs PyTorch ``model.eval()`` under
@@ -12,10 +12,15 @@ imported; ``torch.set_num_threads(T)``; XLA sizes its pool from the affinity).
 - train: ``jaxnets.train.steps.make_train_step`` on a ``jaxnets.train.state.TrainState``
   (state donated, BN in train mode, cross-entropy) vs PyTorch ``model.train()``,
   ``zero_grad / backward / step``. Both: SGD momentum 0.9, lr 0.1, coupled weight decay 5e-4.
-- timing: warm-up steps, then the median of ``--repeats`` repeats; a repeat runs enough steps
-  back to back to last ``--min-time`` seconds and synchronises once at its end
-  (``jax.block_until_ready``). jaxnets' compile time (trace + lower + XLA compile, no
-  persistent cache) is reported separately and is not part of any timed repeat.
+- PyTorch runs in its strongest forms (``--torch-variants``, see ``bench_torch.py``): eager
+  NCHW, eager channels_last and ``torch.compile``; the ratio is taken against the fastest.
+  Where torch is not installed (the Python 3.12 venv) the PyTorch side runs in a worker process
+  under ``--torch-python`` (default ``.venv/bin/python``) on the same weights and batch.
+- timing: warm-up steps, then the median of ``--repeats`` repeats, the sides' repeats
+  interleaved (A/B); a repeat runs enough steps back to back to last ``--min-time`` seconds and
+  synchronises once at its end (``jax.block_until_ready``). jaxnets' compile time (trace +
+  lower + XLA compile, no persistent cache) is reported separately, outside every repeat.
+- ``--device gpu``: jax's GPU backend vs PyTorch on CUDA (``scripts/bench_gpu.sh``).
 
 Usage::
 
@@ -32,51 +37,25 @@ import gc
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import bench_common as bc  # also puts the package and tests/reference on sys.path
+import bench_torch
+from bench_torch import torch_reference  # noqa: F401  (re-exported: bench_ops, bench_epoch)
 
 DEFAULT_MODELS = ("resnet20", "resnet18")
 ALL_EXTRA = ("vgg16_bn_cifar", "densenet121")
 # CPU-sized defaults: the CIFAR batch of the papers; 224-px models smaller (2-core machine).
 DEFAULT_BATCH = {32: 128, 224: 32}
 MODEL_BATCH = {"densenet121": 16}
-LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
-
-
-# --------------------------------------------------------------------------- references
-
-
-def torch_reference(name: str) -> Any:
-    """The PyTorch reference module (from tests/reference) with the registry's architecture."""
-    import re
-
-    if name == "vgg16_bn_cifar":
-        from reference.torch_vgg import cifar_vgg16_bn
-
-        return cifar_vgg16_bn(10)
-    if name == "densenet121":
-        from reference.torch_densenet import densenet121
-
-        return densenet121()
-    m = re.fullmatch(r"resnet(\d+)(_b)?", name)
-    if m and int(m.group(1)) in (20, 32, 44, 56, 110):
-        from reference.torch_cifar_resnet import cifar_resnet
-
-        return cifar_resnet(int(m.group(1)), "B" if m.group(2) else "A")
-    from reference.torch_resnet import ARCH_NAMES, torch_resnet
-
-    if name in ARCH_NAMES:
-        return torch_resnet(name)
-    m = re.fullmatch(r"vgg(11|13|16|19)(_bn)?", name)
-    if m:
-        from reference.torch_vgg import vgg
-
-        return vgg(int(m.group(1)), bool(m.group(2)))
-    raise SystemExit(f"no PyTorch reference module known for {name!r}")
+LR, MOMENTUM, WEIGHT_DECAY = bench_torch.LR, bench_torch.MOMENTUM, bench_torch.WEIGHT_DECAY
+# The Python of the main test leg (torch installed): the PyTorch worker where torch is missing.
+DEFAULT_TORCH_PYTHON = bc.ROOT / ".venv" / "bin" / "python"
+PARITY_LIMIT = 1e-4  # max |Δ logits| in fp32 at the highest matmul precision
 
 
 # --------------------------------------------------------------------------- one model
@@ -90,14 +69,23 @@ class Row:
     mode: str  # "eval" | "train"
     jax_rate: float
     jax_spread: float
-    torch_rate: float | None
-    torch_spread: float | None
+    torch_rates: dict[str, float]  # PyTorch variant (bench_torch.VARIANTS) → img/s
+    torch_spreads: dict[str, float]
     compile_s: float
     jax_steps: int
-    torch_steps: int | None
+    torch_steps: dict[str, int]
     jax_other: float | None = None  # cores other processes used while each side was timed
-    torch_other: float | None = None
+    torch_other: float | None = None  # the most any PyTorch variant saw
     flops_per_item: float | None = None  # XLA's cost analysis of the jaxnets step, per image
+
+    @property
+    def torch_best(self) -> str | None:
+        """The fastest PyTorch variant: the one jaxnets is compared with."""
+        return max(self.torch_rates, key=self.torch_rates.__getitem__) if self.torch_rates else None
+
+    @property
+    def torch_rate(self) -> float | None:
+        return self.torch_rates[self.torch_best] if self.torch_best else None
 
     @property
     def ratio(self) -> float | None:
@@ -111,10 +99,12 @@ class Row:
         return self.flops_per_item * rate / 1e9 / peak
 
 
-def step_flops(compiled: Any, items: int) -> float | None:
-    """FLOPs per item of a compiled step, from XLA's cost analysis (None where unavailable)."""
+def step_flops(lowered: Any, items: int) -> float | None:
+    """FLOPs per item of a step, from XLA's cost analysis of the HLO before optimisation (None
+    where unavailable): the compiled module's analysis does not count convolutions lowered to
+    custom calls (oneDNN on XLA:CPU with jaxlib >= 0.12)."""
     try:
-        cost = compiled.cost_analysis()
+        cost = lowered.cost_analysis()
     except Exception:  # noqa: BLE001 - some backends do not implement it
         return None
     if isinstance(cost, (list, tuple)):
@@ -123,85 +113,97 @@ def step_flops(compiled: Any, items: int) -> float | None:
     return float(flops) / items if flops else None
 
 
-def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
+def torch_side(args: argparse.Namespace, folder: Path) -> Any:
+    """Where the PyTorch side runs: this process (torch importable, no ``--torch-python``), a
+    worker process under ``--torch-python``, or nowhere (``--no-torch``)."""
+    if args.no_torch:
+        return None
+    if args.torch_python is None and bc.torch_importable():
+        return "local"
+    python = args.torch_python or os.environ.get("JAXNETS_TORCH_PYTHON") or str(DEFAULT_TORCH_PYTHON)
+    if not Path(python).exists():
+        raise SystemExit(f"torch is not installed here and the PyTorch worker's Python {python} does "
+                         "not exist: pass --torch-python PATH (a Python with torch) or --no-torch")
+    return bench_torch.TorchWorker(python, args.threads_in_force, folder)
+
+
+def bench_model(name: str, batch: int, args: argparse.Namespace,
+                worker: Any) -> tuple[list[Row], dict]:
+    """``worker``: "local", a :class:`bench_torch.TorchWorker`, or None (jaxnets only)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
     import optax
-    import torch
-    import torch.nn.functional as F
 
     from converters.convert import state_dict_to_variables
-    from jaxnets.models.api import abstract_variables
+    from jaxnets.models.api import abstract_variables, init_variables
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
     from jaxnets.train.state import TrainState
     from jaxnets.train.steps import make_eval_step, make_train_step
 
     spec = get_spec(name)
     module = spec.create()
-    size = spec.input_size
+    size = args.image_size or spec.input_size
     mean, std = NORMALIZATIONS[spec.normalization]
-
-    # Same weights on both sides: the reference's random init, converted strictly.
-    torch.manual_seed(args.seed)
-    ref = torch_reference(spec.name)
-    # copies: JAX may alias host memory, and the donated train state must not be torch's
-    state_dict = {k: v.detach().cpu().numpy().copy() for k, v in ref.state_dict().items()}
-    variables = state_dict_to_variables(state_dict, abstract_variables(spec, module), spec.keymap,
-                                        model_name=spec.name)
-    variables = jax.tree_util.tree_map(jnp.asarray, variables)
-
     rng = np.random.default_rng(args.seed)
     images_np = rng.integers(0, 256, (batch, size, size, spec.in_channels), dtype=np.uint8)
     labels_np = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
+
+    # Same weights on both sides: the PyTorch reference's random init, converted strictly.
+    ref: Any = None
+    if worker == "local":
+        ref = bench_torch.TorchBench(spec.name, images_np, labels_np, mean=mean, std=std,
+                                     seed=args.seed, precision=args.precision, device=args.device)
+        state_dict = ref.state_dict()
+    elif worker is not None:
+        ref = worker
+        state_dict = worker.setup(spec.name, images_np, labels_np, mean=mean, std=std,
+                                  seed=args.seed, precision=args.precision, device=args.device)
+    if ref is not None:
+        variables = state_dict_to_variables(state_dict, abstract_variables(spec, module),
+                                            spec.keymap, model_name=spec.name)
+        variables = jax.tree_util.tree_map(jnp.asarray, variables)
+    else:
+        variables = init_variables(spec, module, seed=args.seed)
     images, labels = jnp.asarray(images_np), jnp.asarray(labels_np)
     valid = jnp.ones((batch,), jnp.int32)
-    x_t = torch.from_numpy(np.ascontiguousarray(images_np.transpose(0, 3, 1, 2)))
-    y_t = torch.from_numpy(labels_np.astype(np.int64))
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def torch_input() -> torch.Tensor:
-        # torchvision's order (ToTensor then Normalize), as jaxnets normalises inside its jit.
-        return x_t.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
-
-    bf16 = args.precision == "bf16"
-
-    def autocast() -> Any:
-        # PyTorch's counterpart of jaxnets' bf16 compute: CPU autocast (fp32 master weights)
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     timing = dict(repeats=args.repeats, warmup=args.warmup, steps=args.steps,
                   min_time=args.min_time, items=batch, max_other=args.max_other_load,
                   retries=args.retries, wait=args.retry_wait)
+    variants = args.torch_variants if ref is not None else []
     rows: list[Row] = []
     info: dict[str, Any] = {"model": spec.name}
 
+    def row(mode: str, timings: dict[str, bc.Timing], compile_s: float, flops: float | None) -> Row:
+        jt = timings["jaxnets"]
+        tts = {v: timings[f"torch:{v}"] for v in variants}
+        others = [t.other_load for t in tts.values() if t.other_load is not None]
+        return Row(spec.name, size, batch, mode, jt.median_rate, jt.spread,
+                   {v: t.median_rate for v, t in tts.items()}, {v: t.spread for v, t in tts.items()},
+                   compile_s, jt.steps, {v: t.steps for v, t in tts.items()}, jt.other_load,
+                   max(others) if others else None, flops)
+
+    if ref is not None:
+        # Parity: fp32 logits at the highest matmul precision (no TF32 / bf16 passes) on both sides.
+        with jax.default_matmul_precision("highest"):
+            exact = make_eval_step(module, normalize=(mean, std), precision="fp32")
+            jax_logits = np.asarray(exact(variables, images, labels, valid, None)["logits"])
+        info["eval_max_abs_logit_diff"] = float(np.max(np.abs(jax_logits - ref.parity_logits())))
+
     if "eval" in args.modes:
         eval_step = make_eval_step(module, normalize=(mean, std), precision=args.precision)
+        lowered = eval_step.jitted.lower(variables, images, labels, valid, None)
         compiled, compile_s = bc.timed(
             lambda: eval_step.jitted.lower(variables, images, labels, valid, None).compile())
 
         def jax_eval() -> Any:
             return compiled(variables, images, labels, valid, None)["logits"]
 
-        jt = bc.measure_when_quiet(jax_eval, jax.block_until_ready, **timing)
-        jax_logits = np.asarray(jax_eval())
-
-        ref.eval()
-
-        def torch_eval() -> torch.Tensor:
-            with torch.inference_mode(), autocast():
-                return ref(torch_input()).float()
-
-        tt = None if args.no_torch else bc.measure_when_quiet(torch_eval, lambda out: out, **timing)
-        if not args.no_torch:
-            info["eval_max_abs_logit_diff"] = float(
-                np.max(np.abs(jax_logits - torch_eval().numpy())))
-        rows.append(Row(spec.name, size, batch, "eval", jt.median_rate, jt.spread,
-                        tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
-                        jt.steps, tt.steps if tt else None, jt.other_load,
-                        tt.other_load if tt else None, step_flops(compiled, batch)))
+        sides = [bc.LocalSide("jaxnets", jax_eval, jax.block_until_ready)]
+        sides += [ref.side("eval", v) for v in variants]
+        rows.append(row("eval", bc.measure_interleaved(sides, **timing), compile_s,
+                        step_flops(lowered, batch)))
         del compiled
 
     if "train" in args.modes:
@@ -211,6 +213,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
                                      precision=args.precision)
         mask = jnp.ones((batch,), bool)
         holder = {"state": TrainState.create(module, variables, tx, seed=args.seed)}
+        lowered = train_step.jitted.lower(holder["state"], images, labels, mask, None)
         compiled, compile_s = bc.timed(
             lambda: train_step.jitted.lower(holder["state"], images, labels, mask, None).compile())
 
@@ -218,38 +221,31 @@ def bench_model(name: str, batch: int, args: argparse.Namespace) -> tuple[list[R
             holder["state"], metrics = compiled(holder["state"], images, labels, mask, None)
             return metrics
 
-        jt = bc.measure_when_quiet(jax_train, lambda m: jax.block_until_ready((m, holder["state"])), **timing)
+        sides = [bc.LocalSide("jaxnets", jax_train,
+                              lambda m: jax.block_until_ready((m, holder["state"])))]
+        sides += [ref.side("train", v) for v in variants]
+        rows.append(row("train", bc.measure_interleaved(sides, **timing), compile_s,
+                        step_flops(lowered, batch)))
         info["jax_final_loss"] = float(jax_train()["loss"])
-
-        ref.train()
-        opt = torch.optim.SGD(ref.parameters(), lr=LR, momentum=MOMENTUM,
-                              weight_decay=WEIGHT_DECAY)
-
-        def torch_train() -> torch.Tensor:
-            with autocast():
-                loss = F.cross_entropy(ref(torch_input()).float(), y_t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
-
-        tt = None if args.no_torch else bc.measure_when_quiet(torch_train, lambda out: out.item(), **timing)
-        if not args.no_torch:
-            info["torch_final_loss"] = float(torch_train().item())
-        rows.append(Row(spec.name, size, batch, "train", jt.median_rate, jt.spread,
-                        tt.median_rate if tt else None, tt.spread if tt else None, compile_s,
-                        jt.steps, tt.steps if tt else None, jt.other_load,
-                        tt.other_load if tt else None, step_flops(compiled, batch)))
+        if variants:
+            info["torch_final_loss"] = ref.final_loss(variants[0])
         del compiled, holder
     return rows, info
 
 
 # --------------------------------------------------------------------------- output
 
-HEADERS = ("model", "input", "batch", "step", "jaxnets img/s", "PyTorch img/s",
-           "jaxnets / PyTorch", "GFLOP/img", "% of peak (jax, torch)", "jaxnets compile s",
-           "steps/repeat (jax, torch)", "other procs, cores (jax, torch)")
-ALIGN = ("l", "r", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r")
+VARIANT_TITLES = {"eager": "PyTorch img/s", "channels_last": "PyTorch channels_last img/s",
+                  "compile": "PyTorch compile img/s"}
+
+
+def headers(variants: Sequence[str]) -> tuple[list[str], list[str]]:
+    names = ["model", "input", "batch", "step", "jaxnets img/s",
+             *[VARIANT_TITLES[v] for v in variants], "jaxnets / fastest PyTorch", "GFLOP/img",
+             "% of peak (jax, torch)", "jaxnets compile s", "steps/repeat (jax, torch)",
+             "other procs, cores (jax, torch)"]
+    align = ["l", "r", "r", "l", "r", *["r"] * len(variants), "r", "r", "r", "r", "r", "r"]
+    return names, align
 
 
 def _cores(x: float | None) -> str:
@@ -260,40 +256,53 @@ def _percent(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.0f} %"
 
 
-def table_rows(rows: Sequence[Row], peak: float | None = None) -> list[list[str]]:
-    return [[r.model, f"{r.size} px", str(r.batch), r.mode, bc.fmt_rate(r.jax_rate, r.jax_spread),
-             bc.fmt_rate(r.torch_rate, r.torch_spread), bc.fmt_ratio(r.ratio),
-             "—" if r.flops_per_item is None else f"{r.flops_per_item / 1e9:.3g}",
-             f"{_percent(r.peak_fraction(r.jax_rate, peak))}, "
-             f"{_percent(r.peak_fraction(r.torch_rate, peak))}",
-             f"{r.compile_s:.1f}", f"{r.jax_steps}, {r.torch_steps or '—'}",
-             f"{_cores(r.jax_other)}, {_cores(r.torch_other)}"] for r in rows]
+def table_rows(rows: Sequence[Row], variants: Sequence[str],
+               peak: float | None = None) -> list[list[str]]:
+    out = []
+    for r in rows:
+        ratio = bc.fmt_ratio(r.ratio)
+        if r.torch_best and len(variants) > 1:
+            ratio += f" ({r.torch_best})"
+        steps = ", ".join(str(r.torch_steps[v]) for v in variants) or "—"
+        out.append([r.model, f"{r.size} px", str(r.batch), r.mode, bc.fmt_rate(r.jax_rate, r.jax_spread),
+                    *[bc.fmt_rate(r.torch_rates.get(v), r.torch_spreads.get(v)) for v in variants],
+                    ratio, "—" if r.flops_per_item is None else f"{r.flops_per_item / 1e9:.3g}",
+                    f"{_percent(r.peak_fraction(r.jax_rate, peak))}, "
+                    f"{_percent(r.peak_fraction(r.torch_rate, peak))}",
+                    f"{r.compile_s:.1f}", f"{r.jax_steps}, {steps}",
+                    f"{_cores(r.jax_other)}, {_cores(r.torch_other)}"])
+    return out
 
 
-def notes(args: argparse.Namespace, infos: Sequence[dict]) -> list[str]:
+def notes(args: argparse.Namespace, infos: Sequence[dict], torch_where: str) -> list[str]:
+    variants = ", ".join(args.torch_variants)
     out = [
-        f"Median of {args.repeats} timed repeats after {args.warmup} warm-up step(s); "
-        "±% is half the min–max range of the repeats. Ratio > 1 means jaxnets is faster. "
-        "'other procs' is the CPU other processes used while each side was timed (from "
-        "/proc/stat; with 2 threads, anything near 1 means a core was taken): PyTorch's "
-        "OpenMP kernels slow down far more than XLA's pool when a core is taken, so rows "
-        "with other load > 0.3 are not a fair comparison.",
-        "eval: jitted uint8 → normalise → forward → top-1/5 counts (jaxnets) vs "
-        "`model.eval()` + `torch.inference_mode()` with the same normalisation (PyTorch, "
-        f"eager, NCHW, {args.precision}). train: `make_train_step` (donated state, BN train mode, CE) vs "
-        "zero_grad/backward/step; both SGD lr 0.1, momentum 0.9, weight decay 5e-4.",
+        f"Median of {args.repeats} timed repeats after {args.warmup} warm-up step(s), the sides' "
+        "repeats interleaved (jaxnets, then each PyTorch variant, round after round); ±% is half "
+        "the min–max range of the repeats. Ratio > 1 means jaxnets is faster; it is taken against "
+        "the fastest PyTorch variant (named in brackets). 'other procs' is the CPU other processes "
+        "used while each side was timed (from /proc/stat; with 2 threads, anything near 1 means a "
+        "core was taken): PyTorch's OpenMP kernels slow down far more than XLA's pool when a core "
+        "is taken, so rows with other load > 0.3 are not a fair comparison.",
+        f"eval: jitted uint8 → normalise → forward → top-1/5 counts (jaxnets) vs `model.eval()` + "
+        f"`torch.inference_mode()` with the same normalisation (PyTorch). train: `make_train_step` "
+        "(donated state, BN train mode, CE) vs zero_grad/backward/step; both SGD lr 0.1, momentum "
+        f"0.9, weight decay 5e-4. PyTorch variants ({variants}; {torch_where}): eager NCHW; eager "
+        "channels_last (model and input); `torch.compile` (inductor) of the channels_last model.",
         "GFLOP/img: XLA's cost analysis of the compiled jaxnets step (the same model, so the "
         "same FLOPs for PyTorch); % of peak: FLOPs × img/s over the machine's GEMM peak at this "
         "precision (the better of jax's and PyTorch's n=2048 matmul, see the header).",
     ]
     if args.precision == "bf16":
         out.append("bf16: jaxnets `precision='bf16'` (bf16 compute, fp32 parameters and BN "
-                   "statistics) vs PyTorch `torch.autocast('cpu', dtype=torch.bfloat16)`.")
+                   f"statistics) vs PyTorch `torch.autocast('{'cuda' if args.device == 'gpu' else 'cpu'}', "
+                   "dtype=torch.bfloat16)` (AMP: fp32 master weights).")
     checks = []
     for info in infos:
         parts = []
         if "eval_max_abs_logit_diff" in info:
-            parts.append(f"eval max |Δ logits| {info['eval_max_abs_logit_diff']:.1e}")
+            parts.append(f"fp32 eval max |Δ logits| {info['eval_max_abs_logit_diff']:.1e} at the "
+                         "highest matmul precision")
         if "jax_final_loss" in info:
             loss = f"train loss after the timed steps (one batch, memorised) jaxnets {info['jax_final_loss']:.3f}"
             if "torch_final_loss" in info:
@@ -304,6 +313,16 @@ def notes(args: argparse.Namespace, infos: Sequence[dict]) -> list[str]:
     if checks:
         out.append("Same weights on both sides (checks): " + " · ".join(checks) + ".")
     return out
+
+
+def parity_line(infos: Sequence[dict], limit: float = PARITY_LIMIT) -> str | None:
+    diffs = {i["model"]: i["eval_max_abs_logit_diff"] for i in infos if "eval_max_abs_logit_diff" in i}
+    if not diffs:
+        return None
+    ok = all(d <= limit for d in diffs.values())
+    listed = ", ".join(f"{m} {d:.1e}" for m, d in diffs.items())
+    return (f"parity: fp32 logits at the highest matmul precision, max |Δ| {listed} "
+            f"({'all' if ok else 'NOT all'} ≤ {limit:g})")
 
 
 def parse_batch(text: str | None) -> tuple[int | None, dict[str, int]]:
@@ -344,6 +363,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--retry-wait", type=float, default=20.0, help="seconds before re-measuring")
     p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS (recorded)")
     p.add_argument("--no-torch", action="store_true", help="time jaxnets only")
+    p.add_argument("--torch-variants", default=",".join(bench_torch.VARIANTS),
+                   help="PyTorch forms to time: eager, channels_last, compile (default: all)")
+    p.add_argument("--torch-python", default=None,
+                   help="run the PyTorch side in a worker process under this Python (default: in "
+                        "this process where torch is installed, else $JAXNETS_TORCH_PYTHON or "
+                        f"{DEFAULT_TORCH_PYTHON.relative_to(bc.ROOT)})")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu (default) or gpu: jax's GPU backend vs PyTorch on CUDA")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input size for every model (default: each model's own; smoke runs)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="compute precision: jaxnets precision=… vs PyTorch autocast (bf16)")
     p.add_argument("--quick", action="store_true",
@@ -366,6 +395,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.repeats, args.warmup, args.steps, args.retries = 1, 1, 1, 0
         args.batch = args.batch or "2"
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.torch_variants = [v.strip() for v in args.torch_variants.split(",") if v.strip()]
+    unknown = sorted(set(args.torch_variants) - set(bench_torch.VARIANTS))
+    if unknown:
+        p.error(f"--torch-variants: unknown {', '.join(unknown)} (choose from "
+                f"{', '.join(bench_torch.VARIANTS)})")
+    if not args.torch_variants:
+        args.no_torch = True
     if not set(args.modes) <= {"eval", "train"} or not args.modes:
         p.error("--modes takes eval, train or eval,train")
     return args
@@ -375,10 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = bc.load_average()
     # Threads and XLA flags must be settled before jax or torch is imported.
-    threads = bc.pin_threads(args.threads)
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    threads = args.threads_in_force = bc.pin_threads(args.threads)
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    else:
+        # the custom conv VJP of jaxnets.models.layers is tuned for XLA:CPU only
+        os.environ.setdefault("JAXNETS_CONV", "xla")
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    from jaxnets.runtime import configure_xla_flags
+
+    configure_xla_flags()  # what the CLI runs with (oneDNN convolutions on jaxlib >= 0.12, x86)
     bc.set_torch_threads(threads)
     epoch_devices = [int(d) for d in args.epoch_devices.split(",") if d.strip()]
     if args.epoch_data and max(epoch_devices) > 1:
@@ -395,16 +438,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows: list[Row] = []
     infos: list[dict] = []
-    for name in names:
-        spec = get_spec(name)
-        batch = per_batch.get(spec.name) or all_batch or MODEL_BATCH.get(spec.name) \
-            or DEFAULT_BATCH.get(spec.input_size, 32)
-        print(f"… {spec.name}: {spec.input_size} px, batch {batch}, {threads} thread(s)",
-              file=sys.stderr, flush=True)
-        model_rows, info = bench_model(spec.name, batch, args)
-        gc.collect()  # the previous model's buffers go before the next one is timed
-        rows += model_rows
-        infos.append(info)
+    with tempfile.TemporaryDirectory(prefix="bench_models-") as scratch:
+        worker = torch_side(args, Path(scratch)) if names else None
+        torch_where = ("in this process" if worker == "local" else
+                       f"worker process, {worker.versions.get('python')} with torch "
+                       f"{worker.versions.get('torch')}" if worker is not None else "not run")
+        try:
+            for name in names:
+                spec = get_spec(name)
+                batch = per_batch.get(spec.name) or all_batch or MODEL_BATCH.get(spec.name) \
+                    or DEFAULT_BATCH.get(spec.input_size, 32)
+                print(f"… {spec.name}: {args.image_size or spec.input_size} px, batch {batch}, "
+                      f"{threads} thread(s), {args.device}", file=sys.stderr, flush=True)
+                model_rows, info = bench_model(spec.name, batch, args, worker)
+                gc.collect()  # the previous model's buffers go before the next one is timed
+                for r in model_rows:
+                    print(f"  {r.mode}: jaxnets {r.jax_rate:,.1f} img/s, PyTorch "
+                          + ", ".join(f"{v} {x:,.1f}" for v, x in r.torch_rates.items()),
+                          file=sys.stderr, flush=True)
+                rows += model_rows
+                infos.append(info)
+        finally:
+            if isinstance(worker, bench_torch.TorchWorker):
+                worker.close()
 
     epoch_rows = []
     if args.epoch_data:
@@ -416,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 epoch_rows.append(bench_epoch.jaxnets_epoch(name, args.epoch_data, args.epoch_batch,
                                                             args.epoch_limit, devices, args.seed))
                 gc.collect()
-            if not args.no_torch:
+            if not args.no_torch and bc.torch_importable():
                 print(f"… epoch {name}: PyTorch", file=sys.stderr, flush=True)
                 epoch_rows.append(bench_epoch.torch_epoch(name, args.epoch_data, args.epoch_batch,
                                                           args.epoch_limit, args.seed))
@@ -424,22 +480,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     peak = None
     extra = {}
-    if rows and not args.quick:
+    if rows and not args.quick and args.device == "cpu":
         gemm = bc.gemm_peak_gflops(args.precision)
         peak = max(gemm.values())
-        extra["GEMM peak"] = (f"{args.precision} n=2048 matmul, jax {gemm['jax']:.0f} GFLOP/s, "
-                              f"PyTorch {gemm['torch']:.0f} GFLOP/s")
+        extra["GEMM peak"] = (f"{args.precision} n=2048 matmul, "
+                              + ", ".join(f"{'PyTorch' if k == 'torch' else k} {v:.0f} GFLOP/s"
+                                          for k, v in gemm.items()))
     load_after = bc.load_average()
     import jax
 
     extra["JAX backend"] = (f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
-                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(unset)'}")
+                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(unset)'}; "
+                            f"JAXNETS_CONV={os.environ.get('JAXNETS_CONV', 'fast')}")
+    if args.device == "gpu":
+        extra["GPU"] = bc.gpu_info()
+    if rows and not args.no_torch:
+        extra["PyTorch side"] = torch_where
     if args.note:
         extra["Note"] = args.note
     header = bc.header_lines(threads, load_before=load_before, load_after=load_after,
                              extra=extra)
-    body = bc.markdown_table(HEADERS, table_rows(rows, peak), ALIGN) if rows else ""
-    note_lines = notes(args, infos) if rows else []
+    variants = [] if args.no_torch else args.torch_variants
+    names_, align = headers(variants)
+    body = bc.markdown_table(names_, table_rows(rows, variants, peak), align) if rows else ""
+    note_lines = notes(args, infos, torch_where) if rows else []
     if epoch_rows:
         import bench_epoch
 
@@ -452,12 +516,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(prefetch thread) + jitted donated step, first-batch compile excluded; PyTorch = "
             "the same numpy augmentation in the loop, eager NCHW fp32. Devices > 1 are fake CPU "
             "devices sharing the same cores (data-parallel overhead, not a speed-up).")
-    print("\n".join(header) + "\n\n" + body + "\n\n" + "\n".join(note_lines))
+    parity = parity_line(infos)
+    print("\n".join(header) + "\n\n" + body + "\n\n" + "\n".join(note_lines)
+          + (f"\n\n{parity}" if parity else ""))
     if args.json:
         args.json.write_text(json.dumps(
-            {"rows": [asdict(r) | {"ratio": r.ratio} for r in rows], "checks": infos,
-             "threads": threads, "gemm_peak_gflops": peak, "machine": bc.machine_info(),
-             "versions": bc.library_versions()}, indent=2) + "\n")
+            {"rows": [asdict(r) | {"ratio": r.ratio, "torch_rate": r.torch_rate,
+                                   "torch_best": r.torch_best} for r in rows],
+             "checks": infos, "threads": threads, "gemm_peak_gflops": peak,
+             "machine": bc.machine_info(), "versions": bc.library_versions(),
+             "torch_side": torch_where}, indent=2) + "\n")
     if args.record:
         path = bc.append_section(f"bench_models.py — jaxnets vs PyTorch ({threads} thread(s))",
                                  ["\n".join(header), body, "\n".join(note_lines)], path=args.doc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_bench_models_quick(tmp_path: Path) -> None:
     doc, out = tmp_path / "benchmarks.md", tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPTS / "bench_models.py"), "--models", "resnet20", "--quick",
-         "--threads", "1", "--record", "--doc", str(doc), "--json", str(out)],
+         "--threads", "1", "--record", "--doc", str(doc), "--json", str(out),
+         "--torch-variants", "eager,channels_last"],  # torch.compile: minutes of inductor on CPU
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -55,9 +57,57 @@ def test_bench_models_quick(tmp_path: Path) -> None:
     assert all(r["jax_rate"] > 0 and r["torch_rate"] > 0 for r in data["rows"])
     # same weights on both sides: converted logits agree with the PyTorch reference
     assert data["checks"][0]["eval_max_abs_logit_diff"] < 1e-4
+    assert all(set(r["torch_rates"]) == {"eager", "channels_last"} for r in data["rows"])
+    assert all(r["torch_rate"] == max(r["torch_rates"].values()) for r in data["rows"])
     recorded = doc.read_text()
     assert "bench_models.py" in recorded and "| resnet20 | 32 px | 2 | train |" in recorded
     assert "**Versions:**" in recorded and "**Command:**" in recorded
+
+
+def _python_with_torch() -> str:
+    """This interpreter where it has torch, else the main test leg's venv (the 3.12 leg)."""
+    if bc.torch_importable():
+        return sys.executable
+    main_leg = ROOT / ".venv" / "bin" / "python"
+    if main_leg.exists() and subprocess.run([str(main_leg), "-c", "import torch"],
+                                            capture_output=True, timeout=120).returncode == 0:
+        return str(main_leg)
+    pytest.skip(f"no Python with torch for the PyTorch worker (torch missing here and in {main_leg})")
+
+
+def test_bench_models_with_a_pytorch_worker_process(tmp_path: Path) -> None:
+    """The PyTorch side in another process (as from the torch-less 3.12 venv): same weights and
+    batch through files, repeats interleaved over the pipe."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_models.py"), "--models", "resnet20", "--quick",
+         "--threads", "1", "--modes", "train", "--torch-variants", "eager",
+         "--torch-python", _python_with_torch(), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert "worker process" in data["torch_side"]
+    (row,) = data["rows"]
+    assert row["mode"] == "train" and row["torch_rates"]["eager"] > 0 and row["jax_rate"] > 0
+    assert data["checks"][0]["eval_max_abs_logit_diff"] < 1e-4  # the worker's weights were used
+    assert "parity: fp32 logits" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_gpu_script_smoke_on_cpu(tmp_path: Path) -> None:
+    """scripts/bench_gpu.sh --smoke: the GPU script's arguments and code path, tiny, on CPU."""
+    out = tmp_path / "rows.json"
+    env = {**os.environ, "PYTHON": sys.executable, "TORCH_VARIANTS": "eager"}
+    if not bc.torch_importable():
+        env["JAXNETS_TORCH_PYTHON"] = _python_with_torch()
+    proc = subprocess.run(["bash", str(SCRIPTS / "bench_gpu.sh"), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [(r["model"], r["mode"]) for r in data["rows"]] == [
+        ("resnet50", "eval"), ("resnet50", "train"), ("resnet20", "eval"), ("resnet20", "train")]
+    assert "parity: fp32 logits" in proc.stdout and "all ≤ 0.0001" in proc.stdout
+    assert "JAXNETS_CONV=xla" in proc.stdout  # the CPU conv VJP is off, as on the GPU
 
 
 def test_bench_models_epoch_smoke(tmp_path: Path, cifar_jpeg: Path) -> None:
