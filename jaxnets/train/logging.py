@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ def library_versions() -> dict[str, str]:
     from jaxnets.runtime import versions
 
     out = versions()
+    # the oneDNN convolutions (jaxlib >= 0.12) change float rounding: a run records its flags
+    out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     try:
         import jax
 
