@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from jaxnets.converters.keymaps import KeyMap, flax_module_to_torch, torch_module_to_flax
 
-from converters.keymaps import KeyMap, flax_module_to_torch, torch_module_to_flax
 from jaxnets.errors import CheckpointError
 
 Path = tuple[str, ...]

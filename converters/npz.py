@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+from jaxnets.converters.torch_reader import check_size, one_line, unsafe_member_name
 
-from converters.torch_reader import check_size, one_line, unsafe_member_name
 from jaxnets.errors import CheckpointError
 
 _NPY_SUFFIX = ".npy"

@@ -124,7 +124,7 @@ def save_torch_state_dict(
     """Write ``state`` as ``torch.save(OrderedDict(state))`` would (``{wrap: …}`` if given).
 
     The result loads with ``torch.load(path, weights_only=True)`` and with
-    :func:`converters.torch_reader.load_torch_file`.
+    :func:`jaxnets.converters.torch_reader.load_torch_file`.
     """
     path = Path(path)
     ordered = OrderedDict((str(k), np.asarray(v)) for k, v in state.items())
@@ -151,6 +151,6 @@ def export_variables(
     path: str | Path, variables: Mapping, keymap: Any, wrap: str | None = None
 ) -> Path:
     """Flax ``variables`` → a PyTorch state_dict file (modern key names, PyTorch layouts)."""
-    from converters.convert import variables_to_state_dict
+    from jaxnets.converters.convert import variables_to_state_dict
 
     return save_torch_state_dict(path, variables_to_state_dict(variables, keymap), wrap)

@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
     import optax
+    from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
 
-    from converters.torch_reader import extract_state_dict, load_torch_file
     from jaxnets.data.pipeline import eval_loader, train_loader
     from jaxnets.data.spec import open_source
     from jaxnets.methods.decompose.head import apply_head_mask, mask_tree

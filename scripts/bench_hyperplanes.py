@@ -57,9 +57,9 @@ def jax_grid(args: argparse.Namespace) -> dict:
 def torch_grid(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
+    from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
     from reference.torch_cifar_resnet import resnet20
 
-    from converters.torch_reader import extract_state_dict, load_torch_file
     from jaxnets.data.spec import open_source
 
     bc.set_torch_threads(args.threads_used)

@@ -2,7 +2,7 @@
 """Eval and train-step throughput of jaxnets models vs their PyTorch reference modules.
 
 Both sides run on the same machine, with the same weights (the PyTorch module's random init
-converted through ``converters.convert``), the same uint8 batch, the same batch size and the
+converted through ``jaxnets.converters.convert``), the same uint8 batch, the same batch size and the
 same thread count (CPU affinity pinned to T CPUs before either library is imported;
 ``torch.set_num_threads(T)``; XLA sizes its pool from the affinity).
 
@@ -134,8 +134,8 @@ def bench_model(name: str, batch: int, args: argparse.Namespace,
     import jax.numpy as jnp
     import numpy as np
     import optax
+    from jaxnets.converters.convert import state_dict_to_variables
 
-    from converters.convert import state_dict_to_variables
     from jaxnets.models.api import abstract_variables, init_variables
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
     from jaxnets.train.state import TrainState

@@ -375,8 +375,8 @@ def step_ab_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[
     import optax
     import torch
     import torch.nn.functional as F
+    from jaxnets.converters.convert import state_dict_to_variables
 
-    from converters.convert import state_dict_to_variables
     from jaxnets.models import layers
     from jaxnets.models.api import abstract_variables
     from jaxnets.models.registry import NORMALIZATIONS, get_spec

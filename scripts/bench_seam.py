@@ -10,7 +10,7 @@ jaxnets vs a PyTorch reference of the masked layers, on the same machine, thread
   (the loader's own epoch time is printed as a note).
 * **Model.** ``resnet20`` with ``resnet20-12fca82f.th`` from ../shared/data (random weights with
   ``--weights none``); the PyTorch side loads the same weights (converted back with
-  ``converters.convert.variables_to_state_dict``) and the same head.
+  ``jaxnets.converters.convert.variables_to_state_dict``) and the same head.
 * **jaxnets.** ``Engine.step_joint`` of ``jaxnets.methods.seam.reengineer`` (a "head & mask" epoch:
   scores at lr_mask, head at lr_head, one Adam with two groups), the jitted, donating step the
   re-engineering loop runs.
@@ -58,8 +58,8 @@ def main() -> None:
     load_before = bc.load_average()
     import jax
     import numpy as np
+    from jaxnets.converters.convert import variables_to_state_dict
 
-    from converters.convert import variables_to_state_dict
     from jaxnets.methods.seam import core
     from jaxnets.methods.seam.reengineer import Engine, SeamConfig
     from jaxnets.methods.seam.runner import _loaders, prepare

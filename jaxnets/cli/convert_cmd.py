@@ -39,7 +39,7 @@ def run_convert(opts: dict) -> dict:
     import jax
     import numpy as np
 
-    from converters.convert import compare_variables, flatten_tree, variables_to_state_dict
+    from jaxnets.converters.convert import compare_variables, flatten_tree, variables_to_state_dict
     from jaxnets.errors import JaxnetsError
     from jaxnets.io import save_variables
     from jaxnets.models.api import count_params, load_weights, resolve
@@ -65,11 +65,11 @@ def run_convert(opts: dict) -> dict:
     if opts["to"] == "jaxnets":
         save_variables(target, variables, {"model": spec.name, "source": str(opts["checkpoint"])})
     elif opts["to"] == "torch":
-        from converters.torch_writer import save_torch_state_dict
+        from jaxnets.converters.torch_writer import save_torch_state_dict
 
         save_torch_state_dict(target, state)
     else:
-        from converters.npz import save_npz_state
+        from jaxnets.converters.npz import save_npz_state
 
         save_npz_state(target, state)
     report = {
@@ -92,7 +92,7 @@ def run_convert(opts: dict) -> dict:
 
 
 def _round_trip(spec, module, state):
-    from converters.convert import state_dict_to_variables
+    from jaxnets.converters.convert import state_dict_to_variables
     from jaxnets.models.api import abstract_variables
 
     return state_dict_to_variables(state, abstract_variables(spec, module), spec.keymap,

@@ -10,15 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from converters.convert import (
+from jaxnets.converters.convert import (
     BuiltFor,
     check_variables_fit,
     count_nonfinite,
     flatten_tree,
     state_dict_to_variables,
 )
-from converters.npz import load_npz_state
-from converters.torch_reader import extract_state_dict, load_torch_file
+from jaxnets.converters.npz import load_npz_state
+from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
 from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.io import is_jaxnets_checkpoint, load_variables, read_metadata
 from jaxnets.models.registry import ModelSpec, get_spec

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from converters.keymaps import KeyMap
+from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import batch_norm, conv, global_avg_pool
 from jaxnets.models.registry import ModelSpec
 

@@ -23,7 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from converters.keymaps import KeyMap
+from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import avg_pool, batch_norm, conv, global_avg_pool, max_pool
 from jaxnets.models.registry import ModelSpec
 

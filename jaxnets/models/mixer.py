@@ -18,7 +18,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from converters.keymaps import KeyMap
+from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import conv
 from jaxnets.models.registry import ModelSpec
 

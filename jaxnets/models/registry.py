@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from converters.keymaps import GENERIC, KeyMap
+from jaxnets.converters.keymaps import GENERIC, KeyMap
 from jaxnets.errors import UnknownModelError
 
 FAMILY_MODULES = ("cifar_resnet", "resnet", "vgg", "densenet", "mixer", "small")

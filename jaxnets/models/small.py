@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from converters.keymaps import KeyMap
+from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import (
     adaptive_avg_pool,
     batch_norm,

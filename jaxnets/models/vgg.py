@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from converters.keymaps import KeyMap
+from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import (
     adaptive_avg_pool,
     batch_norm,

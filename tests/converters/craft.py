@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from converters.torch_reader import LEGACY_MAGIC, LEGACY_PROTOCOL
+from jaxnets.converters.torch_reader import LEGACY_MAGIC, LEGACY_PROTOCOL
 
 STORAGE_TYPES = {
     "float64": "DoubleStorage", "float32": "FloatStorage", "float16": "HalfStorage",

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxnets.converters.convert import flatten_tree
+from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
 
-from converters.convert import flatten_tree
-from converters.torch_reader import extract_state_dict, load_torch_file
 from jaxnets.models.api import apply_with_intermediates, count_params, load_weights
 from jaxnets.models.cifar_resnet import BasicBlockCifar
 from jaxnets.models.registry import NORMALIZATIONS, get_spec

@@ -8,8 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
-from converters.convert import (
+from jaxnets.converters.convert import (
     BuiltFor,
     ShapeMismatch,
     compare_variables,
@@ -17,7 +16,8 @@ from converters.convert import (
     raise_misfit,
     variables_to_state_dict,
 )
-from converters.torch_writer import save_torch_state_dict
+from jaxnets.converters.torch_writer import save_torch_state_dict
+
 from jaxnets.errors import CheckpointError
 from jaxnets.io import save_variables
 from jaxnets.models.api import abstract_variables, load_weights

@@ -12,6 +12,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import jaxnets.converters.torch_reader as reader
 import ml_dtypes
 import numpy as np
 import pytest
@@ -29,16 +30,15 @@ from craft import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import converters.torch_reader as reader
-from converters.npz import load_npz_state, save_npz_state
-from converters.torch_reader import (
+from jaxnets.converters.npz import load_npz_state, save_npz_state
+from jaxnets.converters.torch_reader import (
     DEFAULT_MAX_TENSOR_BYTES,
     MAX_TENSOR_BYTES_ENV,
     format_bytes,
     load_torch_file,
     max_tensor_bytes,
 )
+
 from jaxnets.errors import CheckpointError
 
 WRITERS = {"zip": write_zip, "legacy": write_legacy}

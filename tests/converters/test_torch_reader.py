@@ -12,9 +12,9 @@ import jax
 import ml_dtypes
 import numpy as np
 import pytest
+from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
+from jaxnets.converters.torch_writer import export_variables, save_torch_state_dict
 
-from converters.torch_reader import extract_state_dict, load_torch_file
-from converters.torch_writer import export_variables, save_torch_state_dict
 from jaxnets.errors import CheckpointError
 from jaxnets.models.api import abstract_variables, load_weights
 from jaxnets.models.registry import get_spec
@@ -328,7 +328,7 @@ def test_vgg_like_dict_into_resnet20(tmp_path: Path) -> None:
 def test_shape_mismatch_names_key_and_shapes(
     tmp_path: Path, key: str, shape: tuple, expected: str, hint: str
 ) -> None:
-    from converters.convert import variables_to_state_dict
+    from jaxnets.converters.convert import variables_to_state_dict
 
     spec = get_spec("resnet20")
     state = variables_to_state_dict(

@@ -14,10 +14,10 @@ import jax
 import ml_dtypes
 import numpy as np
 import pytest
+from jaxnets.converters.convert import flatten_tree, variables_to_state_dict
+from jaxnets.converters.torch_reader import load_torch_file
+from jaxnets.converters.torch_writer import export_variables, save_torch_state_dict
 
-from converters.convert import flatten_tree, variables_to_state_dict
-from converters.torch_reader import load_torch_file
-from converters.torch_writer import export_variables, save_torch_state_dict
 from jaxnets.errors import CheckpointError
 from jaxnets.io import is_jaxnets_checkpoint, load_variables, save_variables
 from jaxnets.models.api import abstract_variables, load_weights

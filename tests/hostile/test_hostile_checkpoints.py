@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli
 from hostile_harness import TouchMarker, refuse
+from jaxnets.converters.convert import variables_to_state_dict
+from jaxnets.converters.torch_reader import load_torch_file
+from jaxnets.converters.torch_writer import save_torch_state_dict
 
-from converters.convert import variables_to_state_dict
-from converters.torch_reader import load_torch_file
-from converters.torch_writer import save_torch_state_dict
 from jaxnets.models.api import abstract_variables
 from jaxnets.models.registry import get_spec
 

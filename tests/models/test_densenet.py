@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from jaxnets.converters.convert import flatten_tree, variables_to_state_dict
 from parity import check_logits_parity, randomize_bn_stats
 
-from converters.convert import flatten_tree, variables_to_state_dict
 from jaxnets.models.api import (
     abstract_variables,
     apply_with_intermediates,

@@ -10,11 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from jaxnets.converters.convert import flatten_tree, variables_to_state_dict  # noqa: E402
+from jaxnets.converters.npz import load_npz_state, save_npz_state  # noqa: E402
 from parity import randomize_bn_stats  # noqa: E402
 from reference.torch_mixer import MixerRef, mixer_tiny_ref, official_state  # noqa: E402
 
-from converters.convert import flatten_tree, variables_to_state_dict  # noqa: E402
-from converters.npz import load_npz_state, save_npz_state  # noqa: E402
 from jaxnets.errors import CheckpointError  # noqa: E402
 from jaxnets.models.api import (  # noqa: E402
     abstract_variables,

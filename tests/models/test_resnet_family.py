@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from jaxnets.converters.convert import flatten_tree, variables_to_state_dict  # noqa: E402
 from parity import check_logits_parity, randomize_bn_stats  # noqa: E402
 from reference.torch_resnet import ARCH_NAMES, torch_resnet  # noqa: E402
 
-from converters.convert import flatten_tree, variables_to_state_dict  # noqa: E402
 from jaxnets.models.api import (  # noqa: E402
     abstract_variables,
     apply_with_intermediates,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from jaxnets.converters.convert import flatten_tree, torch_key_to_flax, variables_to_state_dict
 from parity import check_logits_parity
 
-from converters.convert import flatten_tree, torch_key_to_flax, variables_to_state_dict
 from jaxnets.models.api import (
     abstract_variables,
     apply_with_intermediates,
@@ -87,7 +87,7 @@ def test_flatten_chw_permutation_is_torch_flatten() -> None:
     weight = rng.standard_normal((o, c * h * w)).astype(np.float32)  # torch Linear layout
     fmap = rng.standard_normal((2, c, h, w)).astype(np.float32)  # NCHW
     expected = fmap.reshape(2, -1) @ weight.T
-    from converters.keymaps import KeyMap
+    from jaxnets.converters.keymaps import KeyMap
 
     km = KeyMap(flatten_chw={"head.0": (c, h, w)})
     path, kernel = torch_key_to_flax("head.0.weight", weight, km)

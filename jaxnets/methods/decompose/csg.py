@@ -21,7 +21,7 @@ ORDERS = ("ascending", "descending")
 
 def load_gates(path: str | Path) -> np.ndarray:
     """The (C, D) float32 gate matrix of a CSG checkpoint; a clear error when it has none."""
-    from converters.torch_reader import load_torch_file
+    from jaxnets.converters.torch_reader import load_torch_file
 
     obj = load_torch_file(path)
     candidates: list[Any] = [obj]

@@ -291,7 +291,7 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
     v, beta = final_weights(final["params"], m.spec.head, table)
     np.savez(run_dir / "final_weights.npz", final_weights=v, final_bias=beta, indices=table)
     if opts["export"]:
-        from converters.torch_writer import export_variables
+        from jaxnets.converters.torch_writer import export_variables
 
         ck = run_dir / "finetuned"
         if ck.exists():

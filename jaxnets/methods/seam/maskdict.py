@@ -3,7 +3,7 @@
 Original ``.pth``: ``{"<torch param name>_mask": scores in the parameter's PyTorch layout (OIHW /
 [out, in]), "module_head.1.weight": [K, C], "module_head.1.bias": [K]}`` — real-valued scores, so
 a file of the authors' released masks evaluates here and ours there. Written without torch
-(``converters.torch_writer``), read with the restricted reader. Layout changes go through the same
+(``jaxnets.converters.torch_writer``), read with the restricted reader. Layout changes go through the same
 converter as the weights, so the round trip is exact.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jaxnets.converters.convert import torch_key_to_flax, variables_to_state_dict
+from jaxnets.converters.keymaps import KeyMap
 
-from converters.convert import torch_key_to_flax, variables_to_state_dict
-from converters.keymaps import KeyMap
 from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.transforms import names
 
@@ -93,14 +93,14 @@ def _fill_like(template: Any, filled: Mapping[str, np.ndarray]) -> Any:
 
 
 def export_mask_dict(path: str | Path, scores: Any, head: Mapping | None, keymap: KeyMap) -> Path:
-    from converters.torch_writer import save_torch_state_dict
+    from jaxnets.converters.torch_writer import save_torch_state_dict
 
     save_torch_state_dict(Path(path), scores_to_state_dict(scores, head, keymap))
     return Path(path)
 
 
 def import_mask_dict(path: str | Path, template: Any, keymap: KeyMap) -> tuple[Any, dict | None]:
-    from converters.torch_reader import load_torch_file
+    from jaxnets.converters.torch_reader import load_torch_file
 
     path = Path(path)
     if not path.is_file():

@@ -21,7 +21,7 @@ COMPACT_SCHEMA = "jaxnets.wfn.compact/1"
 
 def export_torch(path: str | Path, variables: Mapping, keymap: Any) -> Path:
     """The fixed model as a PyTorch state_dict file (modern key names, PyTorch layouts)."""
-    from converters.torch_writer import export_variables
+    from jaxnets.converters.torch_writer import export_variables
 
     return export_variables(path, variables, keymap)
 
@@ -29,7 +29,7 @@ def export_torch(path: str | Path, variables: Mapping, keymap: Any) -> Path:
 def export_compact(path: str | Path, variables: Mapping, keymap: Any, layout: Any,
                    codebook_values: np.ndarray) -> dict[str, Any]:
     """Write the compact file; returns its byte size and the float32 size it replaces."""
-    from converters.convert import variables_to_state_dict
+    from jaxnets.converters.convert import variables_to_state_dict
 
     path = Path(path)
     sd = variables_to_state_dict(variables, keymap)

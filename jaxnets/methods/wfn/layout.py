@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from converters.keymaps import flax_module_to_torch
+from jaxnets.converters.keymaps import flax_module_to_torch
 from jaxnets.errors import JaxnetsError
 from jaxnets.transforms import names
 

@@ -130,7 +130,7 @@ def run_wfn(opts: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from converters.convert import variables_to_state_dict
+    from jaxnets.converters.convert import variables_to_state_dict
     from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
     from jaxnets.data.spec import open_source
     from jaxnets.data.transforms import normalization_for

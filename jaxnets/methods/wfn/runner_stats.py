@@ -12,7 +12,7 @@ def checkpoint_state_dict(path: str | Path, model: str | None = None) -> dict:
     """A PyTorch-layout state dict from a torch file, .npz, WFN compact file or jaxnets folder."""
     import jax
 
-    from converters.convert import variables_to_state_dict
+    from jaxnets.converters.convert import variables_to_state_dict
     from jaxnets.io import is_jaxnets_checkpoint, read_metadata
     from jaxnets.methods.wfn.export import is_compact, load_compact
 
@@ -30,7 +30,7 @@ def checkpoint_state_dict(path: str | Path, model: str | None = None) -> dict:
         spec = resolve(name)
         variables = load_weights(spec, spec.create(), path)
         return variables_to_state_dict(jax.device_get(variables), spec.keymap)
-    from converters.torch_reader import extract_state_dict, load_torch_file
+    from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
 
     return extract_state_dict(load_torch_file(path))
 

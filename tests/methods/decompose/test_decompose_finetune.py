@@ -99,7 +99,7 @@ def test_finetune_jpeg_cifar_improves(shared_data, cifar_jpeg, tmp_path, capsys,
     assert r["steps"] == 50 and r["lr"] == 1e-4 and r["batch_size"] == 64
     assert 0.70 < r["start_top1"] < 0.82
     assert r["final_top1"] > r["start_top1"] + 0.01, r
-    from converters.torch_reader import extract_state_dict, load_torch_file
+    from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
 
     state = extract_state_dict(load_torch_file(tmp_path / "finetuned.pth"))
     assert state["linear.weight"].shape == (10, 64) and int((state["linear.weight"] != 0).sum()) == 50

@@ -128,7 +128,7 @@ def test_seam_file_naming() -> None:
 
 def test_seam_mask_dict_round_trip_and_torch_extraction(tmp_path) -> None:
     torch = pytest.importorskip("torch")
-    from converters.convert import variables_to_state_dict
+    from jaxnets.converters.convert import variables_to_state_dict
 
     spec = get_spec("resnet20_b")
     module = spec.create(10)

@@ -71,8 +71,9 @@ def test_results_and_metrics_files(full_run):
 
 
 def test_exports_match_the_fixed_model(full_run):
-    from converters.convert import variables_to_state_dict
-    from converters.torch_reader import extract_state_dict, load_torch_file
+    from jaxnets.converters.convert import variables_to_state_dict
+    from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
+
     from jaxnets.methods.wfn.export import load_compact
     from jaxnets.models.api import resolve
 
