@@ -61,7 +61,7 @@ def run_demo(out: str | Path | None = None, *, seed: int = 0, epochs: int = 15,
 
     ``quick`` shortens every stage (fewer epochs and rounds) for tests.
     """
-    from jaxnets.cli.train_cmd import run_train
+    from jaxnets.train.command import run_train
     from jaxnets.ui import info
 
     unknown = sorted(set(methods) - set(METHODS))

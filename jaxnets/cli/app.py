@@ -44,13 +44,17 @@ for _module in (decompose_cmd, wfn_cmd, probe_cmd, seam_cmd, hyperplanes_cmd):
 
 def main() -> None:
     """Run the app; user errors become one line on stderr and exit code 2."""
-    from jaxnets.errors import JaxnetsError
+    from jaxnets.errors import ConfigError, JaxnetsError
     from jaxnets.runtime import configure_xla_flags, forget_created_run_dirs, remove_unused_run_dirs
 
     configure_xla_flags()  # XLA reads XLA_FLAGS when its first backend starts, so before any command
     forget_created_run_dirs()
     try:
         app()
+    except ConfigError as exc:  # a Config field's message, in the flag's words
+        remove_unused_run_dirs()
+        print(f"error: {exc.flag} {exc.problem}", file=sys.stderr)
+        sys.exit(2)
     except JaxnetsError as exc:
         remove_unused_run_dirs()
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,9 @@ from jaxnets.cli.common import (
     WeightsOpt,
     resolve_options,
 )
+from jaxnets.methods.probe.config import ProbeConfig
+
+DEFAULT = ProbeConfig()
 
 probe_app = typer.Typer(help="Sparsity Probe: alpha-score per layer (random-forest wavelets), clustering, UMAP.",
                         no_args_is_help=True)
@@ -48,15 +51,15 @@ def run(
     seed: Annotated[int | None, typer.Option(help="Forest and SVD seed (preset: 1079).")] = None,
     epsilon_1: Annotated[float | None, typer.Option("--epsilon-1", help="ε₁ in degrees; ε₂ = 4·ε₁ (preset: 0.1).")] = None,
     feature_dimension: Annotated[int | None, typer.Option(help="Reduce wider layers to this many SVD components (preset: 1000).")] = None,
-    variant: Annotated[str, typer.Option(help="original (replicates the depth-1 and root-index bugs) | fixed.")] = "original",
-    svd: Annotated[str, typer.Option(help="sklearn (TruncatedSVD, parity) | jax (randomized, jitted) | exact (Gram eigh).")] = "sklearn",
+    variant: Annotated[str, typer.Option(help="original (replicates the depth-1 and root-index bugs) | fixed.")] = DEFAULT.variant,
+    svd: Annotated[str, typer.Option(help="sklearn (TruncatedSVD, parity) | jax (randomized, jitted) | exact (Gram eigh).")] = DEFAULT.svd,
     use_clustering: Annotated[bool, typer.Option("--use-clustering", help="KMeans metrics per layer and a UMAP grid.")] = False,
     only_umap: Annotated[bool, typer.Option("--only-umap", help="Only the UMAP grid (no alphas, no result.json).")] = False,
     calc_test: Annotated[bool, typer.Option("--calc-test", help="Also the model's top-1 accuracy on the test split.")] = False,
-    umap_points: Annotated[int, typer.Option(help="UMAP subsample size.")] = 2500,
+    umap_points: Annotated[int, typer.Option(help="UMAP subsample size.")] = DEFAULT.umap_points,
     umap_faithful: Annotated[bool, typer.Option("--umap-faithful", help="Subsample with replacement from RandomState(2), as the original.")] = False,
     out: OutOpt = None,
-    batch_size: BatchOpt = 256,
+    batch_size: BatchOpt = DEFAULT.batch_size,
     config: ConfigOpt = None,
     dry_run: DryRunOpt = False,
     verbose: VerboseOpt = 0,
@@ -67,13 +70,31 @@ def run(
     Example: jaxnets probe run resnet20 --weights ../shared/data/weights/resnet20-12fca82f.th --data cifar10:../shared/data/cifar10-exact-subset/cifar-10-batches-bin --feature-dimension 500
     """
     opts = resolve_options(ctx, dict(locals()), "probe")
-    from jaxnets.methods.probe.runner import run_probe
-
-    result = run_probe(opts)
+    result = probe_from_options(opts)
     if not opts["only_umap"]:
-        for lay in result["layers"]:
-            alpha = "null" if lay["alpha_mean"] is None else f"{lay['alpha_mean']:.4f}"
-            print(f"{lay['index']:>3} {lay['name']:<24} alpha {alpha}")
+        for lay in result.layers:
+            alpha = "null" if lay.alpha_mean is None else f"{lay.alpha_mean:.4f}"
+            print(f"{lay.index:>3} {lay.name:<24} alpha {alpha}")
+
+
+def probe_from_options(opts: dict):
+    """The flags → ProbeConfig, the model and data opened by the library, then the method's run."""
+    from jaxnets.api import load, open_data
+    from jaxnets.methods.probe.runner import run as run_probe
+    from jaxnets.runtime import default_run_path
+    from jaxnets.ui import warn
+
+    settings = ("layers", "trees", "depth", "seed", "epsilon_1", "feature_dimension", "variant", "svd",
+                "batch_size", "use_clustering", "only_umap", "umap_points", "umap_faithful")
+    config = ProbeConfig.preset(opts["preset"], **{k: opts[k] for k in settings})
+    data = open_data(opts["data"], opts["split"], limit=opts["limit"], classes=opts["classes"])
+    model = load(opts["model"], opts["weights"], num_classes=opts["num_classes"], normalize=opts["normalize"],
+                 data=data)
+    if opts["weights"] is None:
+        warn(f"no --weights given: probing a randomly initialised {model.name} (seed 0)")
+    test = open_data(opts["data"], "test") if opts["calc_test"] else None
+    return run_probe(model, data, config, run_dir=default_run_path(opts["out"], "probe", model.name),
+                     test_data=test, preset=opts["preset"])
 
 
 @probe_app.command("plot")

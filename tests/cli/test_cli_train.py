@@ -85,7 +85,7 @@ def test_step_lr_applies_to_sgd_and_adam(optimizer):
     import jax.numpy as jnp
     import optax
 
-    from jaxnets.cli.train_cmd import _optimizer
+    from jaxnets.train.command import _optimizer
 
     opts = {"optimizer": optimizer, "lr": 1.0, "lr_step": 1, "lr_decay": 0.1, "weight_decay": 0.0,
             "momentum": 0.0}

@@ -533,7 +533,7 @@ def run_digits(out: str | Path, *, weights: str | Path | None = None, seed: int 
     ind = run_indices({**base, "weights": weights, "split": "train", "k": str(k),
                        "out": out / "indices"})
     index_file = ind["files"][k]
-    from jaxnets.cli.validate_cmd import run_validate
+    from jaxnets.validate import run_validate
 
     val = run_validate({"model": "digits_cnn", "weights": weights, "data": "digits", "split": "test",
                         "limit": None, "classes": None, "normalize": None, "num_classes": None,

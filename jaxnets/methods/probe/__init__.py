@@ -1,10 +1,25 @@
 """Sparsity Probe (Ben-Shaul & Dekel): alpha-scores per layer from random-forest wavelets.
 
-See docs/probe.md and ../shared/specs/sparsity-probe.md.
+``run(model, data, ProbeConfig(...), run_dir=None) -> ProbeResult``; ``probe_matrix`` scores one
+(N, D) matrix. See docs/probe.md, docs/python.md and ../shared/specs/sparsity-probe.md. Names
+load on first use (the CLI imports the config without JAX).
 """
 
-from jaxnets.methods.probe.alpha import NoTauQualifiesError, alpha_from_norms, epsilon_grid, tau_grid
-from jaxnets.methods.probe.runner import PRESETS, ProbeSettings, probe, probe_matrix, run_probe
+from __future__ import annotations
 
-__all__ = ["PRESETS", "NoTauQualifiesError", "ProbeSettings", "alpha_from_norms", "epsilon_grid", "probe",
-           "probe_matrix", "run_probe", "tau_grid"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ProbeConfig": "config", "PRESETS": "config",
+    "run": "runner", "ProbeResult": "runner", "LayerResult": "runner", "probe": "runner",
+    "probe_matrix": "runner",
+    "NoTauQualifiesError": "alpha", "alpha_from_norms": "alpha", "epsilon_grid": "alpha", "tau_grid": "alpha",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"jaxnets.methods.probe.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'jaxnets.methods.probe' has no attribute {name!r}")

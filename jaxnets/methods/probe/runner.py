@@ -1,10 +1,10 @@
 """The Sparsity Probe end to end: layer outputs → SVD → min–max → forest → wavelets → alpha.
 
 - :func:`probe_matrix` scores one (N, D) matrix (no model involved; the §8B tests use it);
-- :func:`run_probe` is the command's runner (options dict in, result dict out, run folder with
-  ``result.json`` and PNG plots when ``opts["write"]``);
-- :func:`probe` is the plain-Python runner (e.g. the demo: ``probe("digits_cnn", "digits",
-  weights=...)``) returning the result with ``alpha_by_layer``.
+- :func:`run` probes a :class:`jaxnets.Model` on :class:`jaxnets.Data` with a
+  :class:`ProbeConfig` → :class:`ProbeResult` (files only when ``run_dir`` is given);
+  ``jaxnets probe run`` is a thin adapter over it;
+- :func:`probe` is the shortcut by names (the demo: ``probe("digits_cnn", "digits", weights=...)``).
 
 Per-layer failures (e.g. no τ qualifies) keep the layer with ``alpha: null`` and the reason;
 the run continues (the original exited or silently dropped the layer, P11/P15).
@@ -14,67 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jaxnets.api import Data, Model
 from jaxnets.errors import JaxnetsError
-from jaxnets.methods.probe.alpha import VARIANTS, NoTauQualifiesError, alpha_from_norms
+from jaxnets.methods.probe.alpha import NoTauQualifiesError, alpha_from_norms
+from jaxnets.methods.probe.config import ProbeConfig
 from jaxnets.methods.probe.forest import fit_forest, minmax_scale
-from jaxnets.methods.probe.reduce import SVD_METHODS, check_feature_dimension, reduce_features
+from jaxnets.methods.probe.reduce import check_feature_dimension, reduce_features
 from jaxnets.methods.probe.wavelets import forest_norms
 
 SCHEMA = "jaxnets.probe/1"
-# The example notebook's settings (default, for parity with the paper's figures) and the
-# original CLI's own defaults.
-PRESETS: dict[str, dict[str, Any]] = {
-    "notebook": {"trees": 5, "depth": 20, "seed": 1079, "feature_dimension": 1000, "epsilon_1": 0.1},
-    "original-cli": {"trees": 1, "depth": 15, "seed": 2, "feature_dimension": 2500, "epsilon_1": 0.1},
-}
 # Above this many bytes of layer outputs, each layer gets its own forward pass.
 ONE_PASS_BYTES = 4 << 30
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    trees: int = 5
-    depth: int | None = 20  # 0 / −1 / None: unlimited
-    seed: int = 1079
-    epsilon_1: float = 0.1
-    feature_dimension: int = 1000
-    variant: str = "original"
-    svd: str = "sklearn"
-    n_jobs: int = -1
-
-    def check(self) -> ProbeSettings:
-        if self.variant not in VARIANTS:
-            raise JaxnetsError(f"unknown --variant '{self.variant}'; use one of {', '.join(VARIANTS)}")
-        if self.svd not in SVD_METHODS:
-            raise JaxnetsError(f"unknown --svd '{self.svd}'; use one of {', '.join(SVD_METHODS)}")
-        if self.trees < 1:
-            raise JaxnetsError(f"--trees must be at least 1 (got {self.trees})")
-        if self.depth is not None and self.depth < -1:
-            raise JaxnetsError(f"--depth must be positive, or 0 / -1 for unlimited (got {self.depth})")
-        if not self.epsilon_1 > 0:
-            raise JaxnetsError(f"--epsilon-1 must be positive (got {self.epsilon_1})")
-        if self.feature_dimension < 1:
-            raise JaxnetsError(f"--feature-dimension must be at least 1 (got {self.feature_dimension})")
-        return self
-
-
-def settings_from(opts: Mapping[str, Any]) -> ProbeSettings:
-    """Preset values under the options given explicitly (None = take the preset's)."""
-    preset = opts.get("preset") or "notebook"
-    if preset not in PRESETS:
-        raise JaxnetsError(f"unknown --preset '{preset}'; use one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset])
-    for key in ("trees", "depth", "seed", "feature_dimension", "epsilon_1", "variant", "svd", "n_jobs"):
-        if opts.get(key) is not None:
-            values[key] = opts[key]
-    return ProbeSettings(**values).check()
 
 
 def check_labels(y: np.ndarray, num_classes: int = 0) -> int:
@@ -113,7 +70,7 @@ class LayerResult:
         return dataclasses.asdict(self)
 
 
-def probe_matrix(X: np.ndarray, y: np.ndarray, settings: ProbeSettings, *, name: str = "x", index: int = 0,
+def probe_matrix(X: np.ndarray, y: np.ndarray, settings: ProbeConfig, *, name: str = "x", index: int = 0,
                  clustering: bool = False, cluster_seed: int = 0,
                  keep_reduced: list | None = None) -> LayerResult:
     """Alpha of one layer's outputs X (N, D) for labels y. Failures land in ``error``."""
@@ -165,78 +122,103 @@ def probe_matrix(X: np.ndarray, y: np.ndarray, settings: ProbeSettings, *, name:
 # --------------------------------------------------------------------------- model runner
 
 
-def _model_and_variables(opts: Mapping[str, Any], source: Any, variables: Any) -> tuple[Any, Any, Any]:
-    from jaxnets.data.pipeline import adapt_to_data
-    from jaxnets.models.api import init_variables, load_weights, resolve
-    from jaxnets.ui import warn
-
-    spec = resolve(opts["model"])
-    num_classes = opts.get("num_classes") or spec.num_classes
-    spec = adapt_to_data(spec, source, num_classes)
-    module = spec.create(num_classes)
-    if variables is None:
-        if opts.get("weights") is None:
-            warn(f"no --weights given: probing a randomly initialised {spec.name} (seed 0)")
-            variables = init_variables(spec, module, 0)
-        else:
-            variables = load_weights(spec, module, opts["weights"])
-    return spec, module, variables
-
-
 def layer_indices(names: Sequence[str]) -> list[int]:
     """The original's layer numbering: −1 for the input, then 0, 1, … in order."""
     start = -1 if names and names[0] == "input" else 0
     return list(range(start, start + len(names)))
 
 
-def run_probe(opts: Mapping[str, Any], variables: Any = None) -> dict:
-    """The probe command. ``opts`` keys: model, weights, data, split, limit, classes, normalize,
-    layers, batch_size, preset, trees, depth, seed, epsilon_1, feature_dimension, variant, svd,
-    use_clustering, only_umap, calc_test, umap_points, umap_faithful, out, write."""
+@dataclass
+class ProbeResult:
+    """Alpha per layer of one model on one data split (``to_json()`` is ``result.json``)."""
+
+    model: str
+    layers: list[LayerResult]
+    config: ProbeConfig
+    n_samples: int
+    normalization: dict[str, list[float]]
+    provenance: dict[str, Any] = field(default_factory=dict)  # weights, data, split, limit, classes
+    test_top1: float | None = None
+    features_seconds: float = 0.0
+
+    @property
+    def alpha_by_layer(self) -> dict[str, float | None]:
+        return {r.name: r.alpha_mean for r in self.layers}
+
+    def to_json(self) -> dict[str, Any]:
+        ok = [r for r in self.layers if r.alphas is not None]
+        cfg = self.config
+        return {
+            "alphas": [r.alphas for r in ok],
+            "sizes": [r.index for r in ok],
+            "test_stats": None if self.test_top1 is None else {"top_1_accuracy": self.test_top1},
+            "clustering_stats": {str(r.index): r.clustering for r in self.layers if r.clustering is not None},
+            "schema": SCHEMA,
+            "model": self.model,
+            "alpha_mean": [r.alpha_mean for r in ok],
+            "alpha_by_layer": self.alpha_by_layer,
+            "epsilons": _epsilons(cfg.epsilon_1),
+            "variant": cfg.variant,
+            "layers": [r.to_json() for r in self.layers],
+            "config": {**{k: getattr(cfg, k) for k in PROBE_SETTINGS}, **self.provenance, "model": self.model,
+                       "n_samples": self.n_samples, "normalization": self.normalization,
+                       "batch_size": cfg.batch_size, "layers": [r.name for r in self.layers],
+                       "only_umap": cfg.only_umap, "use_clustering": cfg.use_clustering},
+            "features_seconds": self.features_seconds,
+        }
+
+    def plot(self, path: str | Path) -> Path:
+        """The alpha-per-layer figure (result.png)."""
+        from jaxnets.methods.probe import plots
+
+        plots.plot_alphas(self.to_json(), Path(path))
+        return Path(path)
+
+
+# The forest/wavelet settings recorded under result.json's "config" (with the preset's name).
+PROBE_SETTINGS = ("trees", "depth", "seed", "epsilon_1", "feature_dimension", "variant", "svd", "n_jobs")
+
+
+def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: str | Path | None = None, *,
+        test_data: Data | None = None, preset: str = "notebook") -> ProbeResult:
+    """Alpha of each layer of ``model`` on ``data`` (the method uses the training split).
+
+    Nothing is written unless ``run_dir`` is given; then it gets config.json, result.json,
+    result.png, clustering.png and umap.png (only umap.png with ``only_umap``, as the original).
+    ``test_data`` adds the model's top-1 there (the original's ``--calc-test``).
+    """
+    from jaxnets.api import evaluate
     from jaxnets.data.pipeline import eval_loader
-    from jaxnets.data.spec import open_source
-    from jaxnets.data.transforms import normalization_for
     from jaxnets.methods.probe.features import extract_layers, layer_dims, resolve_layers
     from jaxnets.ui import info, warn
 
-    opts = dict(opts)
-    settings = settings_from(opts)
-    write = opts.get("write", True)
-    classes = opts.get("classes")
-    if isinstance(classes, str):
-        from jaxnets.data.classes import parse_classes
-
-        classes = parse_classes(classes)
-    source = open_source(opts.get("data", "digits"), opts.get("split", "train"), limit=opts.get("limit"),
-                         classes=classes)
-    y_all = np.asarray(source.labels, dtype=np.int64)
-    check_labels(y_all, getattr(source, "num_classes", 0))
-    spec, module, variables = _model_and_variables(opts, source, variables)
-    mean, std = normalization_for(spec, opts.get("normalize"))
-    names = resolve_layers(spec, module, opts.get("layers"))
+    config = config or ProbeConfig()
+    y_all = np.asarray(data.labels, dtype=np.int64)
+    check_labels(y_all, data.num_classes)
+    spec, module, variables, mean, std = model.spec, model.module, model.variables, model.mean, model.std
+    names = resolve_layers(spec, module, list(config.layers) if config.layers else None)
     dims = layer_dims(spec, module, names, mean, std)
-    n = len(source)
-    only_umap = bool(opts.get("only_umap"))
-    if not only_umap:
+    n = len(data)
+    if not config.only_umap:
         for name in names:  # fail before any work, not at layer 5 (bad input)
-            check_feature_dimension(settings.feature_dimension, n, dims[name], name)
-    run_dir = None
-    if write:
+            check_feature_dimension(config.feature_dimension, n, dims[name], name)
+    provenance = {"preset": preset, "weights": str(model.weights or ""), "data": data.text, "split": data.split,
+                  "limit": data.limit, "classes": data.classes}
+    if run_dir is not None:
         from jaxnets.runtime import create_run_dir
         from jaxnets.train.logging import write_config
 
-        run_dir = create_run_dir(opts.get("out"), "probe", spec.name)
-        write_config(run_dir, {**opts, **dataclasses.asdict(settings), "layers": names}, "probe")
-    batch_size = int(opts.get("batch_size") or 256)
-    loader = eval_loader(spec, source, batch_size)
+        run_dir = create_run_dir(run_dir, "probe", spec.name)
+        write_config(run_dir, {"model": spec.name, **provenance, **dataclasses.asdict(config), "layers": names},
+                     "probe")
+    loader = eval_loader(spec, data.source, config.batch_size)
     indices = layer_indices(names)
-    use_umap = only_umap or bool(opts.get("use_clustering"))
+    use_umap = config.only_umap or config.use_clustering
     rows = None
     if use_umap:
         from jaxnets.methods.probe.clustering import umap_sample
 
-        rows = umap_sample(n, int(opts.get("umap_points") or 2500), seed=settings.seed,
-                           faithful=bool(opts.get("umap_faithful")))
+        rows = umap_sample(n, config.umap_points, seed=config.seed, faithful=config.umap_faithful)
     total_bytes = 4 * n * sum(dims.values())
     groups = [list(names)] if total_bytes <= ONE_PASS_BYTES else [[name] for name in names]
     layers: list[LayerResult] = []
@@ -250,15 +232,15 @@ def run_probe(opts: Mapping[str, Any], variables: Any = None) -> dict:
             index = indices[names.index(name)]
             info(f"layer {index} ({name}): {feats[name].shape[1]} features")
             reduced: list[np.ndarray] = []
-            if only_umap:
+            if config.only_umap:
                 res = LayerResult(name=name, index=index, dim=dims[name])
-                Xr = reduce_features(feats[name], settings.feature_dimension, seed=settings.seed,
-                                     method=settings.svd) if dims[name] > settings.feature_dimension \
-                    and settings.feature_dimension < n else feats[name]
+                Xr = reduce_features(feats[name], config.feature_dimension, seed=config.seed,
+                                     method=config.svd) if dims[name] > config.feature_dimension \
+                    and config.feature_dimension < n else feats[name]
                 reduced.append(Xr)
             else:
-                res = probe_matrix(feats[name], y, settings, name=name, index=index,
-                                   clustering=bool(opts.get("use_clustering")), keep_reduced=reduced)
+                res = probe_matrix(feats[name], y, config, name=name, index=index,
+                                   clustering=config.use_clustering, keep_reduced=reduced)
                 if res.alpha_mean is not None:
                     info(f"  alpha {res.alpha_mean:.4f}  ({res.n_wavelets} wavelets)")
             if use_umap and reduced:
@@ -273,48 +255,28 @@ def run_probe(opts: Mapping[str, Any], variables: Any = None) -> dict:
             del feats[name]
     for res in layers:
         res.timings["features_pass_share"] = feature_time / len(layers)
-    test_stats = None
-    if opts.get("calc_test"):
-        test_stats = {"top_1_accuracy": _test_accuracy(opts, spec, module, variables, mean, std, batch_size)}
-        info(f"test top-1 {test_stats['top_1_accuracy']:.4f}")
-    ok = [r for r in layers if r.alphas is not None]
-    result = {
-        "alphas": [r.alphas for r in ok],
-        "sizes": [r.index for r in ok],
-        "test_stats": test_stats,
-        "clustering_stats": {str(r.index): r.clustering for r in layers if r.clustering is not None},
-        "schema": SCHEMA,
-        "model": spec.name,
-        "alpha_mean": [r.alpha_mean for r in ok],
-        "alpha_by_layer": {r.name: r.alpha_mean for r in layers},
-        "epsilons": _epsilons(settings.epsilon_1),
-        "variant": settings.variant,
-        "layers": [r.to_json() for r in layers],
-        "config": {**dataclasses.asdict(settings), "preset": opts.get("preset") or "notebook",
-                   "model": spec.name, "weights": str(opts.get("weights") or ""),
-                   "data": opts.get("data", "digits"), "split": opts.get("split", "train"),
-                   "limit": opts.get("limit"), "classes": classes, "n_samples": n,
-                   "normalization": {"mean": list(mean), "std": list(std)}, "batch_size": batch_size,
-                   "layers": names, "only_umap": only_umap,
-                   "use_clustering": bool(opts.get("use_clustering"))},
-        "features_seconds": feature_time,
-    }
-    failed = [r.name for r in layers if r.alphas is None and not only_umap]
+    test_top1 = None
+    if test_data is not None:
+        test_top1 = float(evaluate(model, test_data, batch_size=config.batch_size)["top1"])
+        info(f"test top-1 {test_top1:.4f}")
+    result = ProbeResult(model=spec.name, layers=layers, config=config, n_samples=n,
+                         normalization={"mean": list(mean), "std": list(std)}, provenance=provenance,
+                         test_top1=test_top1, features_seconds=feature_time)
+    failed = [r.name for r in layers if r.alphas is None and not config.only_umap]
     if failed:
         warn(f"no alpha for layer(s): {', '.join(failed)} (see 'error' in result.json)")
-    if write and run_dir is not None:
+    if run_dir is not None:
         from jaxnets.methods.probe import plots
         from jaxnets.runtime import versions, write_json
 
-        result["versions"] = versions()
         if panels:
             plots.plot_umap_grid(panels, run_dir / "umap.png")
-        if not only_umap:  # as the original: --only-umap writes pictures, no JSON
-            write_json(run_dir / "result.json", result)
-            if ok:
-                plots.plot_alphas(result, run_dir / "result.png")
-            plots.plot_clustering(result, run_dir / "clustering.png")
-        result["run_dir"] = str(run_dir)
+        if not config.only_umap:  # as the original: --only-umap writes pictures, no JSON
+            doc = {**result.to_json(), "versions": versions()}
+            write_json(run_dir / "result.json", doc)
+            if any(r.alphas is not None for r in layers):
+                plots.plot_alphas(doc, run_dir / "result.png")
+            plots.plot_clustering(doc, run_dir / "clustering.png")
         info(f"wrote {run_dir}")
     return result
 
@@ -325,33 +287,23 @@ def _epsilons(epsilon_1: float) -> list[float]:
     return [float(e) for e in epsilon_grid(epsilon_1)]
 
 
-def _test_accuracy(opts: Mapping[str, Any], spec: Any, module: Any, variables: Any, mean: Any, std: Any,
-                   batch_size: int) -> float:
-    from jaxnets.data.pipeline import eval_loader
-    from jaxnets.data.spec import open_source
-    from jaxnets.train.evaluate import evaluate
-
-    test = open_source(opts.get("data", "digits"), "test", classes=None)
-    num_classes = opts.get("num_classes") or spec.num_classes
-    result = evaluate(module, variables, eval_loader(spec, test, batch_size), mean, std, num_classes,
-                      description="test")
-    return float(result.top1)
-
-
 def probe(model: str = "digits_cnn", data: str = "digits", *, weights: str | Path | None = None,
-          variables: Any = None, layers: Sequence[str] | None = None, split: str = "train",
-          limit: int | None = None, out: str | Path | None = None, svd: str = "exact",
-          **settings: Any) -> dict:
-    """Plain runner: alpha per layer of ``model`` on ``data`` (all default layers).
+          layers: Sequence[str] | None = None, split: str = "train", limit: int | None = None,
+          out: str | Path | None = None, svd: str = "exact", **settings: Any) -> dict:
+    """Shortcut by names: alpha per layer of ``model`` on ``data`` → the result.json dict.
 
     Unlike the CLI (``sklearn`` for parity), the SVD defaults to ``exact``: for the small data
-    sets this runner is meant for (the digits demo) the Gram eigendecomposition is several times
-    faster than sklearn's randomized SVD to 1000 components.
-
-    ``settings`` are any of :class:`ProbeSettings`' fields or ``preset``, ``batch_size``,
-    ``use_clustering``, ``calc_test``. Files are written only when ``out`` is given. The result
-    holds ``alpha_by_layer`` ({layer name: mean alpha or None}).
+    sets this shortcut is meant for (the digits demo) the Gram eigendecomposition is several times
+    faster than sklearn's randomized SVD to 1000 components. ``settings`` are
+    :class:`ProbeConfig` fields. Files are written only when ``out`` is given.
     """
-    opts = {"model": model, "data": data, "weights": weights, "layers": list(layers) if layers else None,
-            "split": split, "limit": limit, "out": out, "write": out is not None, "svd": svd, **settings}
-    return run_probe(opts, variables=variables)
+    from jaxnets.api import load, open_data
+
+    dataset = open_data(data, split, limit=limit)
+    net = load(model, weights, data=dataset)
+    config = ProbeConfig(layers=tuple(layers) if layers else None, svd=svd, **settings)
+    result = run(net, dataset, config, run_dir=out)
+    doc = result.to_json()
+    if out is not None:
+        doc["run_dir"] = str(Path(out).absolute())
+    return doc

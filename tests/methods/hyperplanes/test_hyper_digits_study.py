@@ -15,7 +15,7 @@ from cli_helpers import run_cli  # noqa: E402
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """digits_cnn trained 6 epochs with snapshots after epochs 3 and 6 (+ init, final)."""
-    from jaxnets.cli.train_cmd import run_train
+    from jaxnets.train.command import run_train
 
     out = tmp_path_factory.mktemp("hp_train")
     opts = {

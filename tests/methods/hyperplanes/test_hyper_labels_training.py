@@ -83,7 +83,7 @@ def test_split_sizes():  # check 19
 @pytest.mark.slow
 def test_snapshot_schedule_300_10_10(tmp_path, monkeypatch):  # check 20
     import jaxnets.io
-    from jaxnets.cli.train_cmd import run_train
+    from jaxnets.train.command import run_train
 
     saved: list[str] = []
     # the schedule is the point here, not orbax: record the snapshot names only

@@ -48,9 +48,9 @@ def test_probe_fewer_samples_than_classes(capsys, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--variant", "bogus"], "unknown --variant"),
-    (["--svd", "bogus"], "unknown --svd"),
-    (["--preset", "bogus"], "unknown --preset"),
+    (["--variant", "bogus"], "--variant 'bogus' is unknown"),
+    (["--svd", "bogus"], "--svd 'bogus' is unknown"),
+    (["--preset", "bogus"], "--preset 'bogus' is unknown"),
     (["--depth", "-3"], "--depth must be positive"),
     (["--epsilon-1", "0"], "--epsilon-1 must be positive"),
 ])

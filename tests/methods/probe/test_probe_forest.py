@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from jaxnets.methods.probe.forest import fit_forest, minmax_scale
-from jaxnets.methods.probe.runner import ProbeSettings, probe_matrix
+from jaxnets.methods.probe.config import ProbeConfig
+from jaxnets.methods.probe.runner import probe_matrix
 from jaxnets.methods.probe.wavelets import forest_norms, recursive_norms_reference
 
-NOTEBOOK = ProbeSettings(trees=5, depth=20, seed=1079, epsilon_1=0.1, feature_dimension=100_000)
+NOTEBOOK = ProbeConfig(trees=5, depth=20, seed=1079, epsilon_1=0.1, feature_dimension=100_000)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def blobs(sep: float, n: int, dim: int, seed: int = 0, noise: float = 0.0) -> tu
     return X.astype(np.float32), y
 
 
-def alpha(X: np.ndarray, y: np.ndarray, settings: ProbeSettings = NOTEBOOK) -> float:
+def alpha(X: np.ndarray, y: np.ndarray, settings: ProbeConfig = NOTEBOOK) -> float:
     res = probe_matrix(X, y, settings)
     assert res.error is None, res.error
     return res.alpha_mean
@@ -81,7 +82,7 @@ def test_probe_exact_invariances(digits: tuple) -> None:
     assert probe_matrix(X * scale + shift, y, NOTEBOOK).alphas == base.alphas
     perm = rng.permutation(10)
     assert probe_matrix(X, perm[y], NOTEBOOK).alphas == base.alphas
-    single = ProbeSettings(**{**NOTEBOOK.__dict__, "n_jobs": 1})
+    single = ProbeConfig(**{**NOTEBOOK.__dict__, "n_jobs": 1})
     assert probe_matrix(X, y, single).alphas == base.alphas
 
 
@@ -94,20 +95,20 @@ def test_probe_row_permutation_is_close(digits: tuple) -> None:
 
 def test_probe_fewer_nodes_higher_alpha(digits: tuple) -> None:
     X, y = digits
-    shallow = alpha(X, y, ProbeSettings(**{**NOTEBOOK.__dict__, "depth": 5}))
-    deep = alpha(X, y, ProbeSettings(**{**NOTEBOOK.__dict__, "depth": 15}))
+    shallow = alpha(X, y, ProbeConfig(**{**NOTEBOOK.__dict__, "depth": 5}))
+    deep = alpha(X, y, ProbeConfig(**{**NOTEBOOK.__dict__, "depth": 15}))
     assert shallow > deep
 
 
 def test_probe_fixed_variant_close_to_original(digits: tuple) -> None:
     X, y = digits
-    fixed = alpha(X, y, ProbeSettings(**{**NOTEBOOK.__dict__, "variant": "fixed"}))
+    fixed = alpha(X, y, ProbeConfig(**{**NOTEBOOK.__dict__, "variant": "fixed"}))
     assert abs(fixed - 0.452531) <= 0.02
 
 
 def test_probe_svd_methods_agree(digits: tuple) -> None:
     X, y = digits
     X = np.concatenate([X, X @ np.random.default_rng(0).normal(size=(64, 200)).astype(np.float32)], axis=1)
-    values = {m: alpha(X, y, ProbeSettings(**{**NOTEBOOK.__dict__, "feature_dimension": 40, "svd": m}))
+    values = {m: alpha(X, y, ProbeConfig(**{**NOTEBOOK.__dict__, "feature_dimension": 40, "svd": m}))
               for m in ("sklearn", "jax", "exact")}
     assert max(values.values()) - min(values.values()) <= 0.02, values
