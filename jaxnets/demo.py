@@ -110,12 +110,15 @@ def _decompose(out: Path, weights: Path, seed: int, quick: bool) -> dict:
 
 
 def _wfn(out: Path, weights: Path, seed: int, quick: bool) -> dict:
-    from jaxnets.methods.wfn.runner import DEFAULTS, run_wfn
+    from jaxnets.api import load, open_data
+    from jaxnets.methods.wfn import WFNConfig, run
 
-    opts = {**DEFAULTS, "model": "digits_cnn", "data": "digits", "weights": str(weights), "out": out,
-            "seed": seed, "percentages": (0.5, 0.9, 1.0) if quick else (0.3, 0.6, 0.8, 0.9, 0.95, 1.0),
-            "fixing_epochs": 1 if quick else 2, "lr": 1e-4, "progress": False}
-    return run_wfn(opts)
+    config = WFNConfig(seed=seed, percentages=(0.5, 0.9, 1.0) if quick else (0.3, 0.6, 0.8, 0.9, 0.95, 1.0),
+                       fixing_epochs=1 if quick else 2, lr=1e-4)
+    train, test = open_data("digits", "train"), open_data("digits", "test")
+    model = load("digits_cnn", weights, data=train)
+    return run(model, train, config, run_dir=out, test_data=test,
+               provenance={"weights": str(weights), "data": "digits"}).summary
 
 
 def _probe(out: Path, weights: Path, seed: int, quick: bool) -> dict:

@@ -23,6 +23,9 @@ from jaxnets.cli.common import (
     VerboseOpt,
     resolve_options,
 )
+from jaxnets.methods.wfn.config import WFNConfig
+
+DEFAULT = WFNConfig()
 
 wfn_app = typer.Typer(help="Weight Fixing Networks: a whole-network codebook of (sums of) powers of two.",
                       no_args_is_help=True)
@@ -34,29 +37,29 @@ def run(
     model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Pretrained checkpoint (PyTorch, .npz or jaxnets).")] = None,
     data: DataOpt = "digits",
-    distance_allowed: Annotated[float, typer.Option("--distance-allowed", "--distance_allowed", help="δ, the relative tolerance (≥ 0).")] = 0.0075,
-    percentages: Annotated[str, typer.Option("--percentages", help="Fractions fixed after each round, increasing, ending at 1.0 (e.g. '0.5,0.9,1.0').")] = ",".join(map(str, (0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0))),
-    calculation_type: Annotated[str, typer.Option("--calculation-type", "--calculation_type", help="relative | euclidean.")] = "relative",
-    zero_distance: Annotated[float, typer.Option("--zero-distance", "--zero_distance", help="γ0: |w| below it is pruned to 0.")] = 2.0 ** -7,
-    regularisation_ratio: Annotated[float, typer.Option("--regularisation-ratio", "--regularistion-ratio", "--regularisation_ratio", "--regularistion_ratio", help="ρ: the regulariser's share of the loss.")] = 0.4,
-    bn_inc: Annotated[bool, typer.Option("--bn-inc/--no-bn-inc", help="Also quantise BatchNorm γ/β.")] = False,
+    distance_allowed: Annotated[float, typer.Option("--distance-allowed", "--distance_allowed", help="δ, the relative tolerance (≥ 0).")] = DEFAULT.distance_allowed,
+    percentages: Annotated[str, typer.Option("--percentages", help="Fractions fixed after each round, increasing, ending at 1.0 (e.g. '0.5,0.9,1.0').")] = ",".join(map(str, DEFAULT.percentages)),
+    calculation_type: Annotated[str, typer.Option("--calculation-type", "--calculation_type", help="relative | euclidean.")] = DEFAULT.calculation_type,
+    zero_distance: Annotated[float, typer.Option("--zero-distance", "--zero_distance", help="γ0: |w| below it is pruned to 0.")] = DEFAULT.zero_distance,
+    regularisation_ratio: Annotated[float, typer.Option("--regularisation-ratio", "--regularistion-ratio", "--regularisation_ratio", "--regularistion_ratio", help="ρ: the regulariser's share of the loss.")] = DEFAULT.regularisation_ratio,
+    bn_inc: Annotated[bool, typer.Option("--bn-inc/--no-bn-inc", help="Also quantise BatchNorm γ/β.")] = DEFAULT.bn_inc,
     bn_inc_value: Annotated[float | None, typer.Option("--bn_inc", hidden=True, help="Original spelling: non-zero = on.")] = None,
-    first_epoch: Annotated[int, typer.Option("--first-epoch", "--first_epoch", help="Epochs before the first clustering.")] = 0,
-    fixing_epochs: Annotated[int, typer.Option("--fixing-epochs", "--fixing_epochs", help="Epochs before every later clustering.")] = 3,
-    optimizer: Annotated[str, typer.Option("--optimizer", "--optimiser", help="adam | sgd (momentum 0.9, weight decay 5e-4).")] = "adam",
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 2e-5,
-    distance_schedule: Annotated[str, typer.Option("--distance-schedule", help="linear (a_t = max(δ, δ(R−t)), faithful) | constant.")] = "linear",
+    first_epoch: Annotated[int, typer.Option("--first-epoch", "--first_epoch", help="Epochs before the first clustering.")] = DEFAULT.first_epoch,
+    fixing_epochs: Annotated[int, typer.Option("--fixing-epochs", "--fixing_epochs", help="Epochs before every later clustering.")] = DEFAULT.fixing_epochs,
+    optimizer: Annotated[str, typer.Option("--optimizer", "--optimiser", help="adam | sgd (momentum 0.9, weight decay 5e-4).")] = DEFAULT.optimizer,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = DEFAULT.lr,
+    distance_schedule: Annotated[str, typer.Option("--distance-schedule", help="linear (a_t = max(δ, δ(R−t)), faithful) | constant.")] = DEFAULT.distance_schedule,
     scheduler: Annotated[str, typer.Option("--scheduler", hidden=True, help="Ignored, as in the original.")] = "None",
-    experiment_name: Annotated[str, typer.Option("--experiment-name", "--experiment_name", help="Name stored in results.json.")] = "wfn",
-    pretrain_epochs: Annotated[int, typer.Option(help="Train from scratch this many epochs first (when there are no --weights).")] = 0,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="CIFAR flip + pad-4 crop while fine-tuning.")] = False,
+    experiment_name: Annotated[str, typer.Option("--experiment-name", "--experiment_name", help="Name stored in results.json.")] = DEFAULT.experiment_name,
+    pretrain_epochs: Annotated[int, typer.Option(help="Train from scratch this many epochs first (when there are no --weights).")] = DEFAULT.pretrain_epochs,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="CIFAR flip + pad-4 crop while fine-tuning.")] = DEFAULT.augment,
     limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Use only the first N test images.")] = None,
     normalize: Annotated[str | None, typer.Option("--normalize", help="Normalisation override (default: the model's).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="'auto' (latest round), a round index, or a percentage (original style).")] = None,
-    batch_size: BatchOpt = 128,
+    batch_size: BatchOpt = DEFAULT.batch_size,
     out: OutOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = DEFAULT.seed,
     devices: DevicesOpt = "1",
     config: ConfigOpt = None,
     dry_run: DryRunOpt = False,
@@ -73,9 +76,39 @@ def run(
     value = opts.pop("bn_inc_value")
     if value is not None:
         opts["bn_inc"] = bool(value)
-    from jaxnets.methods.wfn.runner import run_wfn
+    result = wfn_from_options(opts)
+    print(f"{result.model.name}: WFN δ={opts['distance_allowed']} → test top-1 {100 * result.accuracy:.2f} % "
+          f"(baseline {100 * result.baseline_accuracy:.2f} %), {result.unique_values} unique values, "
+          f"{result.results['compressed_entropy']:.3f} bits; run folder {result.run_dir}")
 
-    run_wfn(opts)
+
+# Flags that are WFNConfig fields (the rest say where the model and data come from, or how to run).
+CONFIG_FLAGS = ("distance_allowed", "percentages", "calculation_type", "zero_distance", "regularisation_ratio",
+                "bn_inc", "first_epoch", "fixing_epochs", "optimizer", "lr", "distance_schedule", "augment",
+                "pretrain_epochs", "batch_size", "seed", "experiment_name")
+
+
+def wfn_from_options(opts: dict):
+    """The flags → WFNConfig, model and data opened by the library, then WFN's run."""
+    from jaxnets.api import load, open_data
+    from jaxnets.methods.wfn.runner import run as run_wfn
+    from jaxnets.runtime import default_run_path, parse_devices
+    from jaxnets.ui import warn
+
+    config = WFNConfig(**{k: opts[k] for k in CONFIG_FLAGS})
+    if str(opts["scheduler"]).lower() not in ("none", ""):
+        warn("--scheduler is ignored (the original forces no LR schedule)")
+    devices = parse_devices(opts["devices"])
+    train = open_data(opts["data"], "train", limit=opts["limit"])
+    test = open_data(opts["data"], "test", limit=opts["test_limit"])
+    model = load(opts["model"], opts["weights"], num_classes=train.num_classes, normalize=opts["normalize"],
+                 data=train, seed=config.seed)
+    if opts["weights"] is None and config.pretrain_epochs == 0:
+        warn("no --weights and --pretrain-epochs 0: WFN runs on an untrained model")
+    provenance = {"weights": opts["weights"], "data": opts["data"], "limit": opts["limit"],
+                  "test_limit": opts["test_limit"], "normalize": opts["normalize"]}
+    return run_wfn(model, train, config, run_dir=default_run_path(opts["out"], "wfn", model.name), test_data=test,
+                   resume=opts["resume"], devices=devices, provenance=provenance)
 
 
 @wfn_app.command("stats")

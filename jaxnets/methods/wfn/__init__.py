@@ -6,11 +6,26 @@
 - :mod:`.layout` — quantisable leaves and the canonical (PyTorch-order) flat vector;
 - :mod:`.metrics` — unique counts and entropies (code and paper variants), plots;
 - :mod:`.export` — PyTorch state_dict and compact codebook + indices file;
-- :mod:`.runner` — the round schedule, resume, results (``run_wfn``).
+- :mod:`.config` — :class:`WFNConfig`, the one place for the defaults and checks;
+- :mod:`.runner` — ``run(model, data, config, run_dir=None, *, test_data) -> WFNResult``: the
+  round schedule, resume, results.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from jaxnets.methods.wfn.candidates import ZERO_DISTANCE, candidates
 from jaxnets.methods.wfn.clustering import ClusteringError, ClusterResult, cluster, run_schedule
+from jaxnets.methods.wfn.config import WFNConfig
 
-__all__ = ["ZERO_DISTANCE", "ClusterResult", "ClusteringError", "candidates", "cluster",
-           "run_schedule"]
+_LAZY = {"run": "runner", "WFNResult": "runner"}  # the runner imports JAX
+__all__ = ["ZERO_DISTANCE", "ClusterResult", "ClusteringError", "WFNConfig", "WFNResult", "candidates", "cluster",
+           "run", "run_schedule"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"jaxnets.methods.wfn.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'jaxnets.methods.wfn' has no attribute {name!r}")

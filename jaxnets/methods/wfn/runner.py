@@ -1,11 +1,13 @@
 """The WFN schedule (spec §2.2): fine-tune → test → cluster → write back → checkpoint, per round.
 
-``run_wfn(opts)`` is the plain runner behind ``jaxnets wfn run`` (and the demo): it takes an
-options dict (missing keys get :data:`DEFAULTS`) and returns a dict of headline numbers. The
-run folder holds ``config.json``, ``metrics.jsonl`` (+ csv, TensorBoard), ``results.json``,
-``rounds/round_XX`` (one jaxnets checkpoint per round: params, batch_stats, codebook values and
-the flat assignment; resume continues at the next round exactly), ``final_model`` (jaxnets),
-``final_model.pth`` (PyTorch state_dict), ``final_model.wfn.npz`` (compact) and PNG plots.
+``run(model, data, WFNConfig(...), run_dir=None, *, test_data)`` is the library entry point
+(``jaxnets wfn run`` is a thin adapter over it; the demo too). It returns a :class:`WFNResult`
+whose ``model`` is the weight-fixed network (a :class:`jaxnets.Model`, ready to probe or
+evaluate). With a ``run_dir`` the folder holds ``config.json``, ``metrics.jsonl`` (+ csv,
+TensorBoard), ``results.json``, ``rounds/round_XX`` (one jaxnets checkpoint per round: params,
+batch_stats, codebook values and the flat assignment; ``resume`` continues at the next round
+exactly), ``final_model`` (jaxnets), ``final_model.pth`` (PyTorch state_dict),
+``final_model.wfn.npz`` (compact) and PNG plots; without one nothing is written.
 
 Determinism: round t trains with a fresh optimiser and the PRNG key ``fold_in(key(seed), t)``;
 the loader's epoch index is global (epochs of earlier rounds come first), so a run resumed from
@@ -14,82 +16,55 @@ any round reproduces the uninterrupted one bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jaxnets.api import Data, Model
 from jaxnets.errors import JaxnetsError
-from jaxnets.methods.wfn.candidates import ZERO_DISTANCE
-from jaxnets.methods.wfn.clustering import (
-    CALCULATION_TYPES,
-    check_percentages,
-    cluster,
-    threshold_schedule,
-)
+from jaxnets.methods.wfn.clustering import cluster, threshold_schedule
+from jaxnets.methods.wfn.config import WFNConfig
 
-DEFAULT_PERCENTAGES = (0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0)
 RESULTS_SCHEMA = "jaxnets.wfn/1"
 
-DEFAULTS: dict[str, Any] = {
-    "model": "digits_cnn", "weights": None, "data": "digits", "limit": None, "test_limit": None,
-    "batch_size": 128, "distance_allowed": 0.0075, "percentages": DEFAULT_PERCENTAGES,
-    "calculation_type": "relative", "zero_distance": ZERO_DISTANCE, "regularisation_ratio": 0.4,
-    "bn_inc": False, "first_epoch": 0, "fixing_epochs": 3, "optimizer": "adam", "lr": 2e-5,
-    "distance_schedule": "linear", "augment": False, "pretrain_epochs": 0, "pretrain_lr": 3e-3,
-    "resume": None, "out": None, "seed": 0, "devices": "1", "normalize": None,
-    "experiment_name": "wfn", "export": True, "plots": True, "tensorboard": True,
-    "progress": None, "windowed": True, "scheduler": "None",
-}
 
+@dataclass
+class WFNResult:
+    """The weight-fixed model and the numbers of every round (``to_json()`` is results.json)."""
 
-def parse_percentages(value: Any) -> list[float]:
-    """"0.3,0.6,1.0", "0.3 0.6 1.0" or a list → checked floats."""
-    if isinstance(value, str):
-        parts = [p for p in value.replace(",", " ").split() if p]
-        try:
-            value = [float(p) for p in parts]
-        except ValueError:
-            raise JaxnetsError(f"--percentages must be numbers, got {value!r}") from None
-    return check_percentages(list(value))
+    model: Model
+    results: dict[str, Any]
+    run_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def accuracy(self) -> float:
+        return float(self.results["compressed_acc"])
 
-def check_options(opts: dict) -> dict:
-    """Fill defaults and reject bad input before anything heavy runs."""
-    unknown = sorted(set(opts) - set(DEFAULTS))
-    if unknown:
-        raise JaxnetsError(f"unknown WFN option(s): {', '.join(unknown)}")
-    o = {**DEFAULTS, **{k: v for k, v in opts.items() if v is not None or k in ("weights", "resume", "out")}}
-    delta = float(o["distance_allowed"])
-    if not math.isfinite(delta) or delta < 0:
-        raise JaxnetsError(f"--distance-allowed must be ≥ 0, got {o['distance_allowed']}")
-    o["distance_allowed"] = delta
-    o["percentages"] = parse_percentages(o["percentages"])
-    o["calculation_type"] = str(o["calculation_type"]).lower().replace("euclidian", "euclidean")
-    if o["calculation_type"] not in CALCULATION_TYPES:
-        raise JaxnetsError(f"--calculation-type must be relative or euclidean, got "
-                           f"{opts.get('calculation_type')!r}")
-    o["optimizer"] = str(o["optimizer"]).lower()
-    if o["optimizer"] not in ("adam", "sgd"):
-        raise JaxnetsError(f"--optimizer must be adam or sgd, got {opts.get('optimizer')!r}")
-    if not float(o["zero_distance"]) > 0:
-        raise JaxnetsError(f"--zero-distance must be > 0, got {o['zero_distance']}")
-    for key in ("first_epoch", "fixing_epochs", "pretrain_epochs"):
-        if int(o[key]) < 0:
-            raise JaxnetsError(f"--{key.replace('_', '-')} must be ≥ 0, got {o[key]}")
-    if float(o["regularisation_ratio"]) < 0:
-        raise JaxnetsError(f"--regularisation-ratio must be ≥ 0, got {o['regularisation_ratio']}")
-    if not float(o["lr"]) > 0:
-        raise JaxnetsError(f"--lr must be > 0, got {o['lr']}")
-    if o["distance_schedule"] not in ("linear", "constant"):
-        raise JaxnetsError("--distance-schedule must be linear or constant")
-    if int(o["batch_size"]) < 1:
-        raise JaxnetsError("--batch-size must be ≥ 1")
-    return o
+    @property
+    def baseline_accuracy(self) -> float:
+        return float(self.results["orig_acc"])
+
+    @property
+    def unique_values(self) -> int:
+        return int(self.results["unique_params"])
+
+    def to_json(self) -> dict[str, Any]:
+        return self.results
+
+    def plot(self, path: str | Path) -> Path:
+        """Accuracy, fixed fraction and codebook size per round (rounds.png)."""
+        from jaxnets.methods.wfn import metrics as M
+
+        M.plot_rounds(self.results["rounds"], Path(path))
+        return Path(path)
 
 
 def _k_max(k: int) -> int:
@@ -125,15 +100,21 @@ def _find_resume_round(run_dir: Path, resume: Any, percentages: list[float]) -> 
     return t
 
 
-def run_wfn(opts: dict) -> dict:
-    """Run Weight Fixing Networks end to end; returns the headline numbers."""
+def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str | Path | None = None, *,
+        test_data: Data, resume: str | int | float | None = None, devices: int | None = None,
+        provenance: dict[str, Any] | None = None) -> WFNResult:
+    """Weight Fixing Networks on ``model``: fine-tune on ``data``, test on ``test_data``, one
+    round per percentage; the result's ``model`` holds the fixed weights.
+
+    ``resume`` ('auto', a round index or one of the percentages) continues a ``run_dir`` after
+    that round's checkpoint. ``provenance`` (weights, data texts, limits) is recorded in
+    config.json next to the config.
+    """
     import jax
     import jax.numpy as jnp
 
     from jaxnets.converters.convert import variables_to_state_dict
-    from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
-    from jaxnets.data.spec import open_source
-    from jaxnets.data.transforms import normalization_for
+    from jaxnets.data.pipeline import eval_loader, train_loader
     from jaxnets.io import load_variables, read_metadata, save_variables
     from jaxnets.methods.wfn import metrics as M
     from jaxnets.methods.wfn.export import export_compact, export_torch
@@ -144,8 +125,8 @@ def run_wfn(opts: dict) -> dict:
         trainable_mask,
         wfn_args,
     )
-    from jaxnets.models.api import abstract_variables, init_variables, load_weights, resolve
-    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
+    from jaxnets.models.api import abstract_variables
+    from jaxnets.runtime import create_run_dir, setup_jax, write_json
     from jaxnets.train.evaluate import evaluate
     from jaxnets.train.logging import MetricsWriter, write_config
     from jaxnets.train.state import TrainState
@@ -154,48 +135,45 @@ def run_wfn(opts: dict) -> dict:
     from jaxnets.ui import info, warn
 
     t_start = time.perf_counter()
-    o = check_options(opts)
-    if str(o["scheduler"]).lower() not in ("none", ""):
-        warn("--scheduler is ignored (the original forces no LR schedule)")
-    spec = resolve(o["model"])
-    n_devices = parse_devices(o["devices"])
+    o = config or WFNConfig()
+    spec, module, mean, std, n_classes = model.spec, model.module, model.mean, model.std, model.num_classes
     mesh = None
-    if n_devices:
+    if devices:
         from jaxnets.train.parallel import check_divisible, make_mesh
 
-        mesh = make_mesh(n_devices)
-        check_divisible(int(o["batch_size"]), mesh)
-    train_src = open_source(o["data"], "train", limit=o["limit"])
-    test_src = open_source(o["data"], "test", limit=o["test_limit"])
-    n_classes = int(train_src.num_classes)
-    spec = adapt_to_data(spec, train_src, n_classes)
-    run_dir = create_run_dir(o["out"], "wfn", spec.name, resume=o["resume"])
-    setup_jax(n_devices)
-    percentages = o["percentages"]
+        mesh = make_mesh(devices)
+        check_divisible(int(o.batch_size), mesh)
+    train_src, test_src = data.source, test_data.source
+    if run_dir is not None:
+        run_dir = create_run_dir(run_dir, "wfn", spec.name, resume=resume)
+    elif resume is not None:
+        raise JaxnetsError("resume needs the run_dir of the run to continue")
+    setup_jax(devices)
+    percentages = list(o.percentages)
     rounds = len(percentages)
-    thresholds = threshold_schedule(o["distance_allowed"], rounds, o["distance_schedule"])
-    epochs = [int(o["first_epoch"])] + [int(o["fixing_epochs"])] * (rounds - 1)
-    mean, std = normalization_for(spec, o["normalize"])
-    module = spec.create(n_classes)
-    mode, gamma0 = o["calculation_type"], float(o["zero_distance"])
-    resume_t = _find_resume_round(run_dir, o["resume"], percentages)
+    thresholds = threshold_schedule(o.distance_allowed, rounds, o.distance_schedule)
+    epochs = [int(o.first_epoch)] + [int(o.fixing_epochs)] * (rounds - 1)
+    mode, gamma0 = o.calculation_type, float(o.zero_distance)
+    resume_t = _find_resume_round(run_dir, resume, percentages) if run_dir is not None else None
 
     def test_accuracy(variables: Any) -> float:
-        r = evaluate(module, variables, eval_loader(spec, test_src, int(o["batch_size"])),
+        r = evaluate(module, variables, eval_loader(spec, test_src, int(o.batch_size)),
                      mean, std, n_classes, mesh=mesh, description="test")
         return float(r.top1)
 
     loss_fn = make_loss_fn(mode=mode, gamma0=gamma0)
     step_fn = make_train_step(module, loss_fn, normalize=(mean, std), mesh=mesh,
                               trainable_mask=trainable_mask, mask_gradients=False)
-    loader = train_loader(spec, train_src, int(o["batch_size"]), seed=int(o["seed"]),
-                          augment=bool(o["augment"]), shuffle=True)
+    loader = train_loader(spec, train_src, int(o.batch_size), seed=int(o.seed),
+                          augment=bool(o.augment), shuffle=True)
     if loader.steps_per_epoch < 1:
         raise JaxnetsError(f"--batch-size {o['batch_size']} is larger than the training set "
                            f"({len(train_src)})")
 
-    config = json.loads(json.dumps(o, default=str))
-    write_config(run_dir, config, "wfn run", model=spec.name)
+    recorded = json.loads(json.dumps({"model": spec.name, **(provenance or {}), **dataclasses.asdict(o)},
+                                     default=str))
+    if run_dir is not None:
+        write_config(run_dir, {**recorded, "resume": resume, "devices": devices}, "wfn run", model=spec.name)
 
     # ---- start: pretrained (or pretrained here) weights, or a round checkpoint
     if resume_t is not None:
@@ -209,7 +187,7 @@ def run_wfn(opts: dict) -> dict:
         restored = load_variables(rdir, template, model_name=spec.name)
         wfn_state = restored.pop("wfn")
         variables = {k: v for k, v in restored.items()}
-        layout = Layout.for_model(spec, module, variables, bn_inc=bool(o["bn_inc"]))
+        layout = Layout.for_model(spec, module, variables, bn_inc=bool(o.bn_inc))
         k_real = int(np.sum(np.asarray(wfn_state["valid"])))
         assign_flat = np.asarray(wfn_state["assign"])
         codebook = Codebook.create(np.asarray(wfn_state["values"])[:k_real],
@@ -221,15 +199,10 @@ def run_wfn(opts: dict) -> dict:
                 shutil.rmtree(later)
         info(f"resuming after round {resume_t} (p = {percentages[resume_t]})")
     else:
-        if o["weights"]:
-            variables = dict(load_weights(spec, module, o["weights"]))
-        else:
-            variables = dict(init_variables(spec, module, int(o["seed"])))
-            if int(o["pretrain_epochs"]) == 0:
-                warn("no --weights and --pretrain-epochs 0: WFN runs on an untrained model")
-        if int(o["pretrain_epochs"]) > 0:
+        variables = dict(model.variables)
+        if int(o.pretrain_epochs) > 0:
             variables = _pretrain(module, variables, spec, train_src, o, (mean, std), mesh)
-        layout = Layout.for_model(spec, module, variables, bn_inc=bool(o["bn_inc"]))
+        layout = Layout.for_model(spec, module, variables, bn_inc=bool(o.bn_inc))
         codebook = Codebook.empty(variables["params"], lambda n, _: n in set(layout.paths),
                                   k_max=64)
         base_vec = layout.flatten(variables["params"])
@@ -239,15 +212,15 @@ def run_wfn(opts: dict) -> dict:
         rows, global_step, start = [], 0, 0
         info(f"baseline: test top-1 {100 * base_acc:.2f} %, {baseline['unique_all']} unique values")
 
-    writer = MetricsWriter(run_dir, resume_step=global_step if resume_t is not None else None,
-                           tensorboard=bool(o["tensorboard"]))
+    writer = (MetricsWriter(run_dir, resume_step=global_step if resume_t is not None else None,
+                            tensorboard=bool(o.tensorboard)) if run_dir is not None else _NoMetrics())
     try:
         for t in range(start, rounds):
             p, a_t, n_ep = percentages[t], thresholds[t], epochs[t]
             t0 = time.perf_counter()
             # 1. fine-tune the free weights with a fresh optimiser (Adam moments reset)
-            reg_on = float(o["regularisation_ratio"]) > 0 and t > 0  # no codebook before round 0's step
-            args = wfn_args(codebook, float(o["regularisation_ratio"]), reg_on)
+            reg_on = float(o.regularisation_ratio) > 0 and t > 0  # no codebook before round 0's step
+            args = wfn_args(codebook, float(o.regularisation_ratio), reg_on)
             # once per round onto the device(s), not at every step
             if mesh is not None:
                 from jaxnets.train.parallel import replicate
@@ -255,9 +228,9 @@ def run_wfn(opts: dict) -> dict:
                 args = replicate(mesh, args)
             else:
                 args = jax.device_put(args)
-            tx = make_optimizer(o["optimizer"], float(o["lr"]))
+            tx = make_optimizer(o.optimizer, float(o.lr))
             state = TrainState.create(module, variables, tx,
-                                      rng=jax.random.fold_in(jax.random.key(int(o["seed"])), t))
+                                      rng=jax.random.fold_in(jax.random.key(int(o.seed)), t))
             epoch0 = sum(epochs[:t])
             for e in range(n_ep):
                 sums: dict[str, float] = {}
@@ -292,7 +265,7 @@ def run_wfn(opts: dict) -> dict:
             if not frozen_ok:
                 warn(f"round {t}: fixed weights moved during fine-tuning (should never happen)")
             tc = time.perf_counter()
-            r = cluster(w, p, a_t, mode=mode, gamma0=gamma0, windowed=bool(o["windowed"]))
+            r = cluster(w, p, a_t, mode=mode, gamma0=gamma0, windowed=bool(o.windowed))
             cluster_s = time.perf_counter() - tc
             # 4. write back, new codebook
             new_w = np.where(r.fixed, r.values, w).astype(np.float32)
@@ -308,7 +281,7 @@ def run_wfn(opts: dict) -> dict:
             sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
             stats = M.value_stats(new_w)
             row = {"phase": "round", "round": t, "step": global_step, "percentage": p, "a_t": a_t,
-                   "distance_allowed": o["distance_allowed"], "epochs": n_ep,
+                   "distance_allowed": o.distance_allowed, "epochs": n_ep,
                    "accuracy": acc_before, "accuracy_after_fix": acc_after,
                    "fixed": int(r.fixed.sum()), "fixed_fraction": float(r.fixed.mean()),
                    "number_of_clusters": int(values.size), "centres_used": int(np.unique(r.values[r.fixed]).size),
@@ -327,6 +300,8 @@ def run_wfn(opts: dict) -> dict:
             info(f"round {t}: p={p} a_t={a_t:.4g} fixed {row['fixed']}/{layout.size}, "
                  f"{values.size} centres, test top-1 {100 * acc_after:.2f} %")
             # 5. checkpoint the round
+            if run_dir is None:
+                continue
             rdir = _round_dir(run_dir, t)
             if rdir.exists():
                 shutil.rmtree(rdir)
@@ -336,7 +311,7 @@ def run_wfn(opts: dict) -> dict:
                 {"model": spec.name, "schema": "jaxnets.wfn.round/1", "round": t,
                  "percentage": p, "a_t": a_t, "global_step": global_step,
                  "k_max": codebook.k_max, "quantised": layout.size, "rounds": rows,
-                 "baseline": baseline, "config": config})
+                 "baseline": baseline, "config": recorded})
     finally:
         writer.close()
 
@@ -348,27 +323,28 @@ def run_wfn(opts: dict) -> dict:
              "codebook_size": int(np.sum(np.asarray(codebook.valid))),
              "per_tensor_unique": M.per_tensor_unique(layout, final_vec)}
     exports: dict[str, Any] = {}
-    if o["export"]:
+    if o.export and run_dir is not None:
         final_dir = run_dir / "final_model"
         if final_dir.exists():
             shutil.rmtree(final_dir)
         save_variables(final_dir, variables, {"model": spec.name, "schema": "jaxnets.wfn.final/1",
-                                              "bn_inc": bool(o["bn_inc"])})
+                                              "bn_inc": bool(o.bn_inc), "num_classes": n_classes,
+                                              "normalization": {"mean": list(mean), "std": list(std)}})
         exports["jaxnets"] = str(final_dir)
         exports["torch"] = str(export_torch(run_dir / "final_model.pth", variables, spec.keymap))
         if rows[-1]["fixed_fraction"] == 1.0:
             exports["compact"] = export_compact(run_dir / "final_model.wfn.npz", variables,
                                                 spec.keymap, layout, np.asarray(codebook.values)
                                                 [np.asarray(codebook.valid)])
-    if o["plots"]:
+    if o.plots and run_dir is not None:
         M.plot_histogram(final_vec, run_dir / "codebook_histogram.png",
-                         f"{spec.name} δ={o['distance_allowed']}")
+                         f"{spec.name} δ={o.distance_allowed}")
         M.plot_rounds(rows, run_dir / "rounds.png")
     results = {
-        "schema": RESULTS_SCHEMA, "data_name": o["data"], "experiment_name": o["experiment_name"],
-        "model_name": spec.name, "BN": bool(o["bn_inc"]),
-        "regularisation_ratio": o["regularisation_ratio"], "distance_allowed": o["distance_allowed"],
-        "fixing_epochs": o["fixing_epochs"], "zero_distance": gamma0,
+        "schema": RESULTS_SCHEMA, "data_name": data.text, "experiment_name": o.experiment_name,
+        "model_name": spec.name, "BN": bool(o.bn_inc),
+        "regularisation_ratio": o.regularisation_ratio, "distance_allowed": o.distance_allowed,
+        "fixing_epochs": o.fixing_epochs, "zero_distance": gamma0,
         "calculation_type": mode, "orig_acc": baseline["accuracy"],
         "orig_entropy": baseline["entropy_all"], "orig_params": baseline["unique_all"],
         "compressed_acc": final["accuracy"], "compressed_entropy": final["entropy_all"],
@@ -377,9 +353,11 @@ def run_wfn(opts: dict) -> dict:
         "quantised_values": layout.size, "rounds": rows, "exports": exports,
         "seconds": time.perf_counter() - t_start, "resumed_from_round": resume_t,
     }
-    write_json(run_dir / "results.json", results)
+    if run_dir is not None:
+        write_json(run_dir / "results.json", results)
     summary = {
-        "model": spec.name, "run_dir": str(run_dir), "baseline_accuracy": baseline["accuracy"],
+        "model": spec.name, "run_dir": str(run_dir) if run_dir is not None else None,
+        "baseline_accuracy": baseline["accuracy"],
         "final_accuracy": final["accuracy"], "unique_all": final["unique_all"],
         "entropy_all": final["entropy_all"], "unique_nonzero_paper": final["unique_nonzero_paper"],
         "entropy_nonzero_paper": final["entropy_nonzero_paper"],
@@ -389,13 +367,24 @@ def run_wfn(opts: dict) -> dict:
         "float32_bytes": exports.get("compact", {}).get("float32_bytes"),
         "seconds": results["seconds"],
     }
-    print(f"{spec.name}: WFN δ={o['distance_allowed']} → test top-1 {100 * final['accuracy']:.2f} % "
-          f"(baseline {100 * baseline['accuracy']:.2f} %), {final['unique_all']} unique values, "
-          f"{final['entropy_all']:.3f} bits; run folder {run_dir}")
-    return summary
+    info(f"{spec.name}: WFN δ={o.distance_allowed} → test top-1 {100 * final['accuracy']:.2f} % "
+         f"(baseline {100 * baseline['accuracy']:.2f} %), {final['unique_all']} unique values, "
+         f"{final['entropy_all']:.3f} bits")
+    fixed = model.replace(jax.device_get(variables))
+    return WFNResult(model=fixed, results=results, run_dir=run_dir, summary=summary)
 
 
-def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: dict,
+class _NoMetrics:
+    """The metrics writer of a run without a folder."""
+
+    def write(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: WFNConfig,
               normalize: tuple, mesh: Any) -> dict:
     """A short plain Adam training from scratch (for demos without --weights)."""
     import jax
@@ -405,12 +394,12 @@ def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: dict,
     from jaxnets.train.state import TrainState
     from jaxnets.train.steps import make_train_step
 
-    loader = train_loader(spec, train_src, int(o["batch_size"]), seed=int(o["seed"]) + 7919,
-                          augment=bool(o["augment"]), shuffle=True)
-    state = TrainState.create(module, variables, optax.adam(float(o["pretrain_lr"])),
-                              seed=int(o["seed"]))
+    loader = train_loader(spec, train_src, int(o.batch_size), seed=int(o.seed) + 7919,
+                          augment=bool(o.augment), shuffle=True)
+    state = TrainState.create(module, variables, optax.adam(float(o.pretrain_lr)),
+                              seed=int(o.seed))
     step = make_train_step(module, normalize=normalize, mesh=mesh)
-    for e in range(int(o["pretrain_epochs"])):
+    for e in range(int(o.pretrain_epochs)):
         for batch in loader.epoch(e):
             state, _ = step(state, batch.images, batch.labels, batch.mask)
     return dict(jax.device_get(state.variables))

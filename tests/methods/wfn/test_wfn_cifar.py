@@ -5,10 +5,23 @@ from __future__ import annotations
 import pytest
 
 
+def run_wfn(opts: dict) -> dict:
+    """The library calls ``jaxnets wfn run`` makes, from a dict of its options → the summary."""
+    import dataclasses
+
+    from jaxnets.api import load, open_data
+    from jaxnets.methods.wfn import WFNConfig, run
+
+    fields = {f.name for f in dataclasses.fields(WFNConfig)}
+    config = WFNConfig(**{k: v for k, v in opts.items() if k in fields})
+    train = open_data(opts["data"], "train", limit=opts.get("limit"))
+    test = open_data(opts["data"], "test", limit=opts.get("test_limit"))
+    model = load(opts["model"], opts.get("weights"), num_classes=train.num_classes, data=train, seed=config.seed)
+    return run(model, train, config, run_dir=opts["out"], test_data=test, resume=opts.get("resume")).summary
+
+
 @pytest.mark.slow
 def test_resnet20_jpeg_cifar_short_schedule(shared_data, cifar_jpeg, tmp_path):
-    from jaxnets.methods.wfn.runner import run_wfn
-
     weights = shared_data / "weights" / "resnet20-12fca82f.th"
     if not weights.is_file():
         pytest.skip(f"{weights} not found")

@@ -12,6 +12,21 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli  # noqa: E402
 
+
+def run_wfn(opts: dict) -> dict:
+    """The library calls ``jaxnets wfn run`` makes, from a dict of its options → the summary."""
+    import dataclasses
+
+    from jaxnets.api import load, open_data
+    from jaxnets.methods.wfn import WFNConfig, run
+
+    fields = {f.name for f in dataclasses.fields(WFNConfig)}
+    config = WFNConfig(**{k: v for k, v in opts.items() if k in fields})
+    train = open_data(opts["data"], "train", limit=opts.get("limit"))
+    test = open_data(opts["data"], "test", limit=opts.get("test_limit"))
+    model = load(opts["model"], opts.get("weights"), num_classes=train.num_classes, data=train, seed=config.seed)
+    return run(model, train, config, run_dir=opts["out"], test_data=test, resume=opts.get("resume")).summary
+
 OPTS = {"model": "digits_cnn", "data": "digits", "pretrain_epochs": 3, "pretrain_lr": 3e-3,
         "percentages": "0.5,0.9,1.0", "fixing_epochs": 1, "lr": 1e-3, "distance_allowed": 0.01,
         "batch_size": 64, "bn_inc": True, "tensorboard": False, "seed": 0}
@@ -19,8 +34,6 @@ OPTS = {"model": "digits_cnn", "data": "digits", "pretrain_epochs": 3, "pretrain
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    from jaxnets.methods.wfn.runner import run_wfn
-
     out = tmp_path_factory.mktemp("wfn") / "full"
     summary = run_wfn({**OPTS, "out": out})
     return out, summary
@@ -92,8 +105,6 @@ def test_exports_match_the_fixed_model(full_run):
 
 @pytest.mark.parametrize("resume", ["0", "0.9"])  # round index, or the original's percentage style
 def test_resume_reproduces_the_run(full_run, tmp_path, resume):
-    from jaxnets.methods.wfn.runner import run_wfn
-
     out, s = full_run
     part = tmp_path / "part"
     keep = 0 if resume == "0" else 1

@@ -1,0 +1,94 @@
+"""Weight Fixing Networks' settings: the one place for their defaults and checks (specs/weight-fixing-networks.md §2;
+no JAX import, so the CLI can show them at start-up)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from jaxnets.errors import ConfigError, JaxnetsError
+from jaxnets.methods.wfn.candidates import ZERO_DISTANCE
+from jaxnets.methods.wfn.clustering import CALCULATION_TYPES, check_percentages
+
+DEFAULT_PERCENTAGES = (0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0)
+OPTIMIZERS = ("adam", "sgd")
+DISTANCE_SCHEDULES = ("linear", "constant")
+
+
+def parse_percentages(value: Any) -> tuple[float, ...]:
+    """"0.3,0.6,1.0", "0.3 0.6 1.0" or a sequence → checked floats."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace(",", " ").split() if p]
+        try:
+            value = [float(p) for p in parts]
+        except ValueError:
+            raise ConfigError("percentages", f"must be numbers, got {value!r}") from None
+    try:
+        return tuple(check_percentages(list(value)))
+    except JaxnetsError as exc:  # its message starts with the flag
+        raise ConfigError("percentages", str(exc).removeprefix("--percentages ")) from None
+
+
+@dataclass(frozen=True)
+class WFNConfig:
+    """The WFN schedule: fine-tune → test → cluster → write back, one round per percentage.
+
+    Defaults are the original's (``distance_allowed`` δ = 0.0075, ten rounds, Adam at 2e-5).
+    """
+
+    distance_allowed: float = 0.0075  # δ, the relative tolerance (≥ 0)
+    percentages: tuple[float, ...] = DEFAULT_PERCENTAGES  # fixed after each round; increasing, ends at 1.0
+    calculation_type: str = "relative"  # relative | euclidean
+    zero_distance: float = ZERO_DISTANCE  # γ0: |w| below it is pruned to 0
+    regularisation_ratio: float = 0.4  # ρ: the regulariser's share of the loss
+    bn_inc: bool = False  # also quantise BatchNorm γ/β
+    first_epoch: int = 0  # epochs before the first clustering
+    fixing_epochs: int = 3  # epochs before every later clustering
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9, weight decay 5e-4)
+    lr: float = 2e-5
+    distance_schedule: str = "linear"  # linear (a_t = max(δ, δ(R−t)), faithful) | constant
+    augment: bool = False  # CIFAR flip + pad-4 crop while fine-tuning
+    pretrain_epochs: int = 0  # train from scratch this many epochs first (a model without weights)
+    pretrain_lr: float = 3e-3
+    batch_size: int = 128
+    seed: int = 0
+    windowed: bool = True  # the clustering's windowed candidate search (exact, faster)
+    experiment_name: str = "wfn"  # stored in results.json
+    export: bool = True  # final_model (jaxnets), final_model.pth and the compact file
+    plots: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        delta = float(self.distance_allowed)
+        if not math.isfinite(delta) or delta < 0:
+            raise ConfigError("distance_allowed", f"must be ≥ 0, got {self.distance_allowed}")
+        object.__setattr__(self, "distance_allowed", delta)
+        object.__setattr__(self, "percentages", parse_percentages(self.percentages))
+        kind = str(self.calculation_type).lower().replace("euclidian", "euclidean")
+        if kind not in CALCULATION_TYPES:
+            raise ConfigError("calculation_type", f"must be relative or euclidean, got {self.calculation_type!r}")
+        object.__setattr__(self, "calculation_type", kind)
+        optimizer = str(self.optimizer).lower()
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be adam or sgd, got {self.optimizer!r}")
+        object.__setattr__(self, "optimizer", optimizer)
+        if not float(self.zero_distance) > 0:
+            raise ConfigError("zero_distance", f"must be > 0, got {self.zero_distance}")
+        for name in ("first_epoch", "fixing_epochs", "pretrain_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(name, f"must be ≥ 0, got {getattr(self, name)}")
+        if float(self.regularisation_ratio) < 0:
+            raise ConfigError("regularisation_ratio", f"must be ≥ 0, got {self.regularisation_ratio}")
+        if not float(self.lr) > 0:
+            raise ConfigError("lr", f"must be > 0, got {self.lr}")
+        if not float(self.pretrain_lr) > 0:
+            raise ConfigError("pretrain_lr", f"must be > 0, got {self.pretrain_lr}")
+        if self.distance_schedule not in DISTANCE_SCHEDULES:
+            raise ConfigError("distance_schedule", "must be linear or constant")
+        if int(self.batch_size) < 1:
+            raise ConfigError("batch_size", "must be ≥ 1")
+
+    @property
+    def rounds(self) -> int:
+        return len(self.percentages)
