@@ -1,0 +1,82 @@
+"""One source for defaults: what `--dry-run` resolves (and `--help` shows) is the Config's default.
+
+For every command already in the library shape (probe run, wfn run), each flag that is a Config
+field resolves, untouched, to that field's default; a wrong-typed TOML value is one error line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+
+from jaxnets.methods.probe.config import ProbeConfig
+from jaxnets.methods.wfn.config import WFNConfig, parse_percentages
+
+COMMANDS = {
+    "probe run": (["probe", "run", "digits_cnn"], ProbeConfig,
+                  # preset-dependent flags default to None (= the preset's, i.e. the Config's)
+                  {"trees", "depth", "seed", "epsilon_1", "feature_dimension", "layers"}),
+    "wfn run": (["wfn", "run", "digits_cnn"], WFNConfig, set()),
+}
+
+
+def _dry_run(args: list[str], capsys, monkeypatch) -> dict:
+    code, out, err = run_cli([*args, "--dry-run"], capsys, monkeypatch)
+    assert code == 0, err
+    return json.loads(out)["options"]
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_dry_run_defaults_are_the_config_defaults(name: str, capsys, monkeypatch) -> None:
+    args, config_cls, from_preset = COMMANDS[name]
+    options = _dry_run(args, capsys, monkeypatch)
+    default = config_cls()
+    shared = [f.name for f in dataclasses.fields(config_cls) if f.name in options]
+    assert len(shared) >= 8, shared  # the command exposes the Config's fields as flags
+    for field in shared:
+        value = options[field]
+        if field in from_preset:
+            assert value is None, field
+            assert config_cls.preset("notebook") == default
+            continue
+        if field == "percentages":
+            value = parse_percentages(value)
+        assert value == getattr(default, field), field
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_shows_the_config_defaults(name: str, capsys, monkeypatch) -> None:
+    args, config_cls, _ = COMMANDS[name]
+    code, out, _ = run_cli([*args[:-1], "--help"], capsys, monkeypatch)
+    assert code == 0
+    flat = " ".join(out.split())
+    default = config_cls()
+    assert f"[default: {default.batch_size}]" in flat
+
+
+@pytest.mark.parametrize("name,key,value", [
+    ("probe run", "umap_points", '"many"'),
+    ("wfn run", "lr", '"fast"'),
+    ("wfn run", "fixing_epochs", "2.5"),
+])
+def test_wrong_typed_toml_value_is_one_line(name: str, key: str, value: str, tmp_path: Path, capsys,
+                                            monkeypatch) -> None:
+    args, _, _ = COMMANDS[name]
+    toml = tmp_path / "bad.toml"
+    toml.write_text(f"{key} = {value}\n")
+    code, _, err = run_cli([*args, "--config", toml, "--dry-run"], capsys, monkeypatch)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and key in lines[0], err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["wfn", "run", "digits_cnn", "--lr", "0"], "error: --lr must be > 0, got 0.0"),
+    (["probe", "run", "digits_cnn", "--trees", "0"], "error: --trees must be at least 1 (got 0)"),
+])
+def test_config_errors_speak_in_flags(args: list[str], message: str, capsys, monkeypatch) -> None:
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and err.strip() == message
