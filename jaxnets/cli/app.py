@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer import Abort
 
 from jaxnets.cli import (
     convert_cmd,
@@ -44,13 +45,31 @@ for _module in (decompose_cmd, wfn_cmd, probe_cmd, seam_cmd, hyperplanes_cmd):
 
 def main() -> None:
     """Run the app; user errors become one line on stderr and exit code 2."""
+    try:
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # a typer that uses the click package instead of its own copy
+        import click.exceptions
+
+        UsageError = click.exceptions.UsageError
+        NoArgsIsHelpError = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click < 8.2: none
+
     from jaxnets.errors import ConfigError, JaxnetsError
     from jaxnets.runtime import configure_xla_flags, forget_created_run_dirs, remove_unused_run_dirs
 
     configure_xla_flags()  # XLA reads XLA_FLAGS when its first backend starts, so before any command
     forget_created_run_dirs()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except UsageError as exc:
+        if isinstance(exc, NoArgsIsHelpError):  # the help is already printed
+            sys.exit(exc.exit_code)
+        # A wrong flag or flag value: one line like every other bad input, not Typer's box.
+        where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        print(f"error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
+    except Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except ConfigError as exc:  # a Config field's message, in the flag's words
         remove_unused_run_dirs()
         print(f"error: {exc.flag} {exc.problem}", file=sys.stderr)
@@ -69,6 +88,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

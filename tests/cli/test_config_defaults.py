@@ -80,3 +80,16 @@ def test_wrong_typed_toml_value_is_one_line(name: str, key: str, value: str, tmp
 def test_config_errors_speak_in_flags(args: list[str], message: str, capsys, monkeypatch) -> None:
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 2 and err.strip() == message
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "lenet", "--upscale", "abc"], "error: Invalid value for '--upscale'"),
+    (["wfn", "run", "digits_cnn", "--lr", "fast"], "error: Invalid value for '--lr'"),
+    (["probe", "run"], "error: Missing argument 'model'."),
+    (["nosuch"], "error: No such command 'nosuch'."),
+])
+def test_bad_flags_are_one_line(args: list[str], message: str, capsys, monkeypatch) -> None:
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(message), err
+    assert "Traceback" not in err and "╭" not in err
