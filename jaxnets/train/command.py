@@ -186,7 +186,9 @@ def run_train(opts: dict) -> dict:
     meta_base = {"schema": SNAPSHOT_SCHEMA, "model": spec.name, "arch": spec.name, "dataset": opts["data"],
                  "num_classes": n_classes, "class_list": class_list, "noise": opts["noise"],
                  "noise_seed": opts["noise_seed"], "split": opts["split"], "split_seed": opts["split_seed"],
-                 "seed": opts["seed"], "val_is_test": val_src is None}
+                 "seed": opts["seed"], "val_is_test": val_src is None,
+                 # the size the model was fed (None: the data's own), for whoever loads the snapshot
+                 "upscale": opts.get("upscale"), "upscale_padding": opts.get("upscale_padding")}
 
     def snapshot(variables, label: str, epoch: int, **extra) -> None:
         target = snapshots / f"{spec.name}_{label}"

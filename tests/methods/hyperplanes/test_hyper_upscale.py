@@ -45,6 +45,8 @@ def test_alexnet_upscaled_trains_with_finite_logits(tmp_path: Path, capsys, monk
     spec = dataclasses.replace(get_spec("alexnet"), in_channels=1)  # adapted to digits' one channel
     module = spec.create(10)
     variables = load_variables(Path(report["final_snapshot"]), abstract_variables(spec, module))
+    meta = json.loads((Path(report["final_snapshot"]) / "jaxnets.json").read_text())
+    assert (meta["upscale"], meta["upscale_padding"]) == (64, None)  # the snapshot says what it was fed
     source = FixedSizeSource(open_source("digits", "test", limit=4), Upscale(64))
     images = source.get_batch(np.arange(4))
     assert images.shape == (4, 64, 64, 1)
