@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-# The conv custom VJP of jaxnets.models.layers is tuned for XLA:CPU; on GPU, plain autodiff.
+# Models resolve conv_impl="auto" to plain XLA convolutions on a GPU (the custom conv VJP of
+# jaxnets.models.layers is for XLA:CPU); the override makes --smoke on a CPU take that path too.
 export JAXNETS_CONV=xla
 # jax and torch share the GPU: jax would take 75 % of its memory up front by default.
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}

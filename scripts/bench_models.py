@@ -414,9 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = args.threads_in_force = bc.pin_threads(args.threads)
     if args.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    else:
-        # the custom conv VJP of jaxnets.models.layers is tuned for XLA:CPU only
-        os.environ.setdefault("JAXNETS_CONV", "xla")
+    # (models pick their conv implementation by backend: conv_impl="auto" is the custom conv VJP
+    # on CPU, plain XLA convolutions on GPU; JAXNETS_CONV overrides that for an A/B)
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     from jaxnets.runtime import configure_xla_flags
@@ -489,9 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = bc.load_average()
     import jax
 
+    from jaxnets.models.layers import resolve_conv_impl
+
     extra["JAX backend"] = (f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
                             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(unset)'}; "
-                            f"JAXNETS_CONV={os.environ.get('JAXNETS_CONV', 'fast')}")
+                            f"conv_impl={resolve_conv_impl('auto')} "
+                            f"(JAXNETS_CONV={os.environ.get('JAXNETS_CONV', '') or 'unset'})")
     if args.device == "gpu":
         extra["GPU"] = bc.gpu_info()
     if rows and not args.no_torch:

@@ -10,7 +10,8 @@ Ops, at the layer shapes of a model (``--shapes resnet20`` or ``resnet18``):
   W), the same computed per batch chunk and summed (``layers.conv_general_dilated``'s "fast"
   mode; chunk sizes 2–32 and the default ``filter_grad_chunks`` rule), vs PyTorch;
 - ``bn``: train-mode BatchNorm forward + backward: Flax ``nn.BatchNorm`` (autodiff) and
-  ``layers.BatchNorm`` (hand-written backward, ``JAXNETS_BN=fast``) vs ``F.batch_norm`` + autograd.
+  ``layers.BatchNorm`` (hand-written backward, a model's ``bn_impl="fast"``) vs ``F.batch_norm`` +
+  autograd.
 
 Every variant of a shape is compiled first, then timed in rounds: one round runs each variant
 once (``--steps`` calls, synchronised at the end), so a neighbour's load hits all variants
@@ -216,7 +217,7 @@ def op_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[str]]
     t_torch = med.get("torch")
     ref = bn_c["flax"](bv["params"], x)
     for k, label in (("flax", "bn fwd+bwd, nn.BatchNorm autodiff"),
-                     ("fast", "bn fwd+bwd, layers.BatchNorm (JAXNETS_BN=fast)")):
+                     ("fast", "bn fwd+bwd, layers.BatchNorm (bn_impl=fast)")):
         got = bn_c[k](bv["params"], x)
         err = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
                   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref),
@@ -288,7 +289,6 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
     import optax
     from jax._src.profiler import ProfileData
 
-    from jaxnets.models import layers
     from jaxnets.models.api import init_variables
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
     from jaxnets.train.state import TrainState
@@ -305,14 +305,12 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
     mask = jnp.ones((batch,), bool)
     per_impl: dict[str, collections.Counter] = {}
     step_ms: dict[str, float] = {}
-    saved = layers.CONV_IMPL, layers.BN_IMPL
     for impl in ("xla", "fast"):
-        # read while tracing: autodiff conv vs the fast conv VJP (the default); nn.BatchNorm
-        layers.CONV_IMPL, layers.BN_IMPL = impl, "flax"
-        step = make_train_step(module, normalize=NORMALIZATIONS[spec.normalization], donate=True)
-        state = TrainState.create(module, jax.tree_util.tree_map(jnp.copy, variables), tx, seed=0)
+        # the model's fields: autodiff conv vs the fast conv VJP (CPU's default); nn.BatchNorm
+        m = spec.create(conv_impl=impl, bn_impl="flax")
+        step = make_train_step(m, normalize=NORMALIZATIONS[spec.normalization], donate=True)
+        state = TrainState.create(m, jax.tree_util.tree_map(jnp.copy, variables), tx, seed=0)
         compiled = step.jitted.lower(state, images, labels, mask, None).compile()
-        layers.CONV_IMPL, layers.BN_IMPL = saved
         defs, comps = _hlo_index(compiled.as_text())
         for _ in range(2):
             state, metrics = compiled(state, images, labels, mask, None)
@@ -357,7 +355,7 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
 
 # --------------------------------------------------------------------------- train-step A/B
 
-STEP_VARIANTS = {  # name: (layers.CONV_IMPL, layers.BN_IMPL)
+STEP_VARIANTS = {  # name: (the model's conv_impl, bn_impl)
     "autodiff (before)": ("xla", "flax"),
     "fast conv VJP (default)": ("fast", "flax"),
     "fast BN": ("xla", "fast"),
@@ -377,7 +375,6 @@ def step_ab_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[
     import torch.nn.functional as F
     from jaxnets.converters.convert import state_dict_to_variables
 
-    from jaxnets.models import layers
     from jaxnets.models.api import abstract_variables
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
     from jaxnets.train.state import TrainState
@@ -399,14 +396,12 @@ def step_ab_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[
     mask = jnp.ones((batch,), bool)
     tx = optax.chain(optax.add_decayed_weights(bm.WEIGHT_DECAY), optax.sgd(bm.LR, momentum=bm.MOMENTUM))
     holders: dict[str, dict] = {}
-    saved = layers.CONV_IMPL, layers.BN_IMPL
     for name, (conv_impl, bn_impl) in STEP_VARIANTS.items():
-        layers.CONV_IMPL, layers.BN_IMPL = conv_impl, bn_impl  # read while tracing
-        step = make_train_step(module, normalize=(mean, std), donate=True)
-        state = TrainState.create(module, jax.tree_util.tree_map(jnp.asarray, variables), tx, seed=0)
+        m = spec.create(conv_impl=conv_impl, bn_impl=bn_impl)
+        step = make_train_step(m, normalize=(mean, std), donate=True)
+        state = TrainState.create(m, jax.tree_util.tree_map(jnp.asarray, variables), tx, seed=0)
         compiled = step.jitted.lower(state, images, labels, mask, None).compile()
         holders[name] = {"c": compiled, "s": state}
-    layers.CONV_IMPL, layers.BN_IMPL = saved
 
     def jax_fn(h: dict) -> Callable[[], Any]:
         def run() -> Any:
@@ -502,8 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         headers, align = STEP_HEADERS, STEP_ALIGN
         title = f"bench_ops.py — train step A/B, interleaved ({', '.join(models)})"
         notes = [f"One process; each round runs every variant {args.steps} step(s), median of "
-                 f"{args.rounds} rounds, so load hits all variants alike. Variants are set "
-                 "through `layers.CONV_IMPL` / `layers.BN_IMPL` before tracing; 'autodiff "
+                 f"{args.rounds} rounds, so load hits all variants alike. Variants are the "
+                 "model's `conv_impl` / `bn_impl` fields (`spec.create(...)`); 'autodiff "
                  "(before)' = plain autodiff convs + nn.BatchNorm. Same weights (the PyTorch "
                  "reference's init), SGD lr 0.1 momentum 0.9 wd 5e-4; 'vs PyTorch' > 1 means "
                  "jaxnets is faster."]
@@ -516,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = [f"XLA:CPU thunk events of {args.profile_steps} profiled `make_train_step` "
                  "steps (jax.profiler, `--xla_cpu_enable_xprof_traceme`), summed over both "
                  "worker threads, per step; classified from the optimised HLO. 'autodiff' = "
-                 "`JAXNETS_CONV=xla` (the state before), 'fast conv VJP' = the default "
-                 "`layers.conv_general_dilated`; nn.BatchNorm in both."]
+                 "`conv_impl=\"xla\"` (the state before), 'fast conv VJP' = `conv_impl=\"fast\"` "
+                 "(CPU's default, `layers.conv_general_dilated`); nn.BatchNorm in both."]
     else:
         model = args.shapes
         batch = args.batch or DEFAULT_BATCH[model]

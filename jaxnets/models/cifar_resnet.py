@@ -15,11 +15,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
-from jaxnets.models.layers import batch_norm, conv, global_avg_pool
+from jaxnets.models.layers import ImplModule, batch_norm, conv, global_avg_pool
 from jaxnets.models.registry import ModelSpec
 
 
-class BasicBlockCifar(nn.Module):
+class BasicBlockCifar(ImplModule):
     planes: int
     stride: int
     shortcut: str  # "A" or "B"
@@ -28,22 +28,24 @@ class BasicBlockCifar(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         in_planes = x.shape[-1]
-        out = conv(self.planes, 3, self.stride, 1, name="conv1", dtype=self.dtype)(x)
-        out = nn.relu(batch_norm(train, "bn1", self.dtype)(out))
-        out = conv(self.planes, 3, 1, 1, name="conv2", dtype=self.dtype)(out)
-        out = batch_norm(train, "bn2", self.dtype)(out)
+        out = conv(self.planes, 3, self.stride, 1, name="conv1", dtype=self.dtype,
+                   impl=self.conv_impl)(x)
+        out = nn.relu(batch_norm(train, "bn1", self.dtype, impl=self.bn_impl)(out))
+        out = conv(self.planes, 3, 1, 1, name="conv2", dtype=self.dtype, impl=self.conv_impl)(out)
+        out = batch_norm(train, "bn2", self.dtype, impl=self.bn_impl)(out)
         if self.stride != 1 or in_planes != self.planes:
             if self.shortcut == "A":
                 pad = self.planes // 4
                 x = x[:, :: self.stride, :: self.stride, :]
                 x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (pad, pad)))
             else:
-                x = conv(self.planes, 1, self.stride, 0, name="downsample_0", dtype=self.dtype)(x)
-                x = batch_norm(train, "downsample_1", self.dtype)(x)
+                x = conv(self.planes, 1, self.stride, 0, name="downsample_0", dtype=self.dtype,
+                         impl=self.conv_impl)(x)
+                x = batch_norm(train, "downsample_1", self.dtype, impl=self.bn_impl)(x)
         return nn.relu(out + x)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ImplModule):
     depth: int = 20
     num_classes: int = 10
     shortcut: str = "A"
@@ -55,13 +57,13 @@ class CifarResNet(nn.Module):
         if (self.depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {self.depth}")
         n = (self.depth - 2) // 6
-        x = conv(16, 3, 1, 1, name="conv1", dtype=self.dtype)(x)
-        x = nn.relu(batch_norm(train, "bn1", self.dtype)(x))
+        x = conv(16, 3, 1, 1, name="conv1", dtype=self.dtype, impl=self.conv_impl)(x)
+        x = nn.relu(batch_norm(train, "bn1", self.dtype, impl=self.bn_impl)(x))
         for stage, planes in enumerate((16, 32, 64), start=1):
             for block in range(n):
                 stride = 2 if stage > 1 and block == 0 else 1
                 x = BasicBlockCifar(planes, stride, self.shortcut, self.dtype,
-                                    name=f"layer{stage}_{block}")(x, train)
+                                    name=f"layer{stage}_{block}", **self.impls)(x, train)
         features = global_avg_pool(x)
         self.sow("intermediates", "features", features)
         return nn.Dense(self.num_classes, dtype=self.dtype, name=self.head_name)(features)

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
-from jaxnets.models.layers import avg_pool, batch_norm, conv, global_avg_pool, max_pool
+from jaxnets.models.layers import ImplModule, avg_pool, batch_norm, conv, global_avg_pool, max_pool
 from jaxnets.models.registry import ModelSpec
 
 # torchvision DenseNet init: conv kaiming_normal_ (fan_in, gain √2, untruncated), BN 1/0,
@@ -33,7 +33,7 @@ KAIMING_FAN_IN = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 TORCH_DEFAULT_WEIGHT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
 
-class DenseLayer(nn.Module):
+class DenseLayer(ImplModule):
     """BN-ReLU-1×1 conv (bn_size·growth) → BN-ReLU-3×3 conv (growth); returns the new maps only."""
 
     growth_rate: int
@@ -42,15 +42,15 @@ class DenseLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        y = nn.relu(batch_norm(train, "norm1", self.dtype)(x))
+        y = nn.relu(batch_norm(train, "norm1", self.dtype, impl=self.bn_impl)(x))
         y = conv(self.bn_size * self.growth_rate, 1, name="conv1", dtype=self.dtype,
-                 kernel_init=KAIMING_FAN_IN)(y)
-        y = nn.relu(batch_norm(train, "norm2", self.dtype)(y))
+                 kernel_init=KAIMING_FAN_IN, impl=self.conv_impl)(y)
+        y = nn.relu(batch_norm(train, "norm2", self.dtype, impl=self.bn_impl)(y))
         return conv(self.growth_rate, 3, 1, 1, name="conv2", dtype=self.dtype,
-                    kernel_init=KAIMING_FAN_IN)(y)
+                    kernel_init=KAIMING_FAN_IN, impl=self.conv_impl)(y)
 
 
-class DenseBlock(nn.Module):
+class DenseBlock(ImplModule):
     num_layers: int
     growth_rate: int
     bn_size: int
@@ -63,22 +63,23 @@ class DenseBlock(nn.Module):
         for j in range(1, self.num_layers + 1):
             inp = maps[0] if len(maps) == 1 else jnp.concatenate(maps, axis=-1)
             maps.append(DenseLayer(self.growth_rate, self.bn_size, self.dtype,
-                                   name=f"denselayer{j}")(inp, train))
+                                   name=f"denselayer{j}", **self.impls)(inp, train))
         return jnp.concatenate(maps, axis=-1)
 
 
-class Transition(nn.Module):
+class Transition(ImplModule):
     features_out: int
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        x = nn.relu(batch_norm(train, "norm", self.dtype)(x))
-        x = conv(self.features_out, 1, name="conv", dtype=self.dtype, kernel_init=KAIMING_FAN_IN)(x)
+        x = nn.relu(batch_norm(train, "norm", self.dtype, impl=self.bn_impl)(x))
+        x = conv(self.features_out, 1, name="conv", dtype=self.dtype, kernel_init=KAIMING_FAN_IN,
+                 impl=self.conv_impl)(x)
         return avg_pool(x, 2, 2)
 
 
-class DenseNetFeatures(nn.Module):
+class DenseNetFeatures(ImplModule):
     """torchvision's ``features`` Sequential, plus the forward's ReLU and global pool (see top)."""
 
     growth_rate: int = 32
@@ -90,22 +91,22 @@ class DenseNetFeatures(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = conv(self.num_init_features, 7, 2, 3, name="conv0", dtype=self.dtype,
-                 kernel_init=KAIMING_FAN_IN)(x)
-        x = nn.relu(batch_norm(train, "norm0", self.dtype)(x))
+                 kernel_init=KAIMING_FAN_IN, impl=self.conv_impl)(x)
+        x = nn.relu(batch_norm(train, "norm0", self.dtype, impl=self.bn_impl)(x))
         x = max_pool(x, 3, 2, 1)
         channels = self.num_init_features
         for b, n in enumerate(self.block_config, start=1):
             x = DenseBlock(n, self.growth_rate, self.bn_size, self.dtype,
-                           name=f"denseblock{b}")(x, train)
+                           name=f"denseblock{b}", **self.impls)(x, train)
             channels += n * self.growth_rate
             if b < len(self.block_config):
                 channels //= 2
-                x = Transition(channels, self.dtype, name=f"transition{b}")(x, train)
-        x = batch_norm(train, "norm5", self.dtype)(x)
+                x = Transition(channels, self.dtype, name=f"transition{b}", **self.impls)(x, train)
+        x = batch_norm(train, "norm5", self.dtype, impl=self.bn_impl)(x)
         return global_avg_pool(nn.relu(x))
 
 
-class DenseNet(nn.Module):
+class DenseNet(ImplModule):
     growth_rate: int = 32
     block_config: tuple[int, ...] = (6, 12, 24, 16)
     num_init_features: int = 64
@@ -116,7 +117,7 @@ class DenseNet(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         pooled = DenseNetFeatures(self.growth_rate, self.block_config, self.num_init_features,
-                                  self.bn_size, self.dtype, name="features")(x, train)
+                                  self.bn_size, self.dtype, name="features", **self.impls)(x, train)
         return nn.Dense(self.num_classes, kernel_init=TORCH_DEFAULT_WEIGHT,
                         bias_init=nn.initializers.zeros, dtype=self.dtype,
                         name="classifier")(pooled)

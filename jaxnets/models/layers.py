@@ -4,15 +4,26 @@ Every padding is explicit (PyTorch pads symmetrically; Flax "SAME" does not at s
 BatchNorm uses PyTorch's defaults: momentum 0.1 on the new value is Flax momentum 0.9.
 
 Training speed on XLA:CPU (issue 9; numbers in docs/benchmarks.md, scripts/bench_ops.py):
-convolutions made by :func:`conv` use :func:`conv_general_dilated` — XLA's convolution with a
-custom VJP (default; ``JAXNETS_CONV=xla`` gives plain autodiff). :func:`batch_norm` gives
-nn.BatchNorm, or with ``JAXNETS_BN=fast`` :class:`BatchNorm` — the same numbers with a
-hand-written backward (opt-in, see BN_IMPL). ``layers.CONV_IMPL`` / ``layers.BN_IMPL`` set
-before a model is traced do the same within a process.
+the conv and BN implementations are fields of the model, never process globals read while
+tracing. Every jaxnets model (:class:`ImplModule`) has ``conv_impl`` (default ``"auto"``) and
+``bn_impl`` (default ``"flax"``), passed down to the blocks that call :func:`conv` and
+:func:`batch_norm`; ``spec.create(num_classes, conv_impl=…, bn_impl=…)`` sets them.
+
+* ``conv_impl``: ``"auto"`` is resolved when the model is constructed
+  (:func:`resolve_conv_impl`): ``"fast"`` — :func:`conv_general_dilated`, XLA's convolution
+  with a custom VJP tuned for XLA:CPU — when ``jax.default_backend()`` is CPU, ``"xla"``
+  (plain XLA convolutions and autodiff) on GPU/TPU. ``"fast"``, ``"materialize"`` and ``"xla"``
+  may be given explicitly. The model stores the resolved value; ``config.json`` records the
+  one ``"auto"`` gives (``versions.conv_impl``). ``JAXNETS_CONV`` (one of those three), when
+  set, overrides what ``"auto"`` resolves to — for benchmarks' A/B runs only; it is read at
+  model construction, not while tracing.
+* ``bn_impl``: ``"flax"`` gives nn.BatchNorm; ``"fast"`` gives :class:`BatchNorm` — the same
+  numbers with a hand-written backward (opt-in, see :data:`BN_IMPLS`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -23,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jaxnets.errors import JaxnetsError
 
 Dtype = Any
 
@@ -36,9 +49,32 @@ def pad2(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
 # --------------------------------------------------------------------------- convolution
 
 CONV_IMPLS = ("fast", "materialize", "xla")
-# Read when a model is traced (not at call time of a compiled step), so a process can A/B
-# variants by setting the attribute before tracing; JAXNETS_CONV sets the default.
-CONV_IMPL = os.environ.get("JAXNETS_CONV", "fast")
+CONV_IMPL_ENV = "JAXNETS_CONV"  # benchmarks only: overrides what "auto" resolves to
+
+
+def resolve_conv_impl(value: str, backend: str | None = None) -> str:
+    """The conv implementation a model with ``conv_impl=value`` uses: one of CONV_IMPLS.
+
+    ``"auto"``: ``"fast"`` (the custom VJP, tuned for XLA:CPU) when ``backend`` — by default
+    ``jax.default_backend()`` — is ``"cpu"``, else ``"xla"`` (plain XLA convolutions). The
+    environment variable ``JAXNETS_CONV``, when set, replaces that choice (for benchmarks).
+    Called when a model is constructed, so the model holds a concrete value.
+    """
+    if value == "auto":
+        override = os.environ.get(CONV_IMPL_ENV, "")
+        if override:
+            if override not in CONV_IMPLS:
+                raise JaxnetsError(f"{CONV_IMPL_ENV}={override!r} is not a conv implementation "
+                                   f"(choose from {', '.join(CONV_IMPLS)}, or unset it)")
+            return override
+        backend = jax.default_backend() if backend is None else backend
+        return "fast" if backend == "cpu" else "xla"
+    if value not in CONV_IMPLS:
+        raise JaxnetsError(f"unknown conv implementation {value!r} "
+                           f"(choose from auto, {', '.join(CONV_IMPLS)})")
+    return value
+
+
 # Filter-gradient chunk: images per chunk such that x + dy of one chunk fit in about this many
 # bytes (≈ the 2 MiB L2 of one core; measured by scripts/bench_ops.py, see docs/benchmarks.md).
 CONV_CHUNK_BYTES = int(os.environ.get("JAXNETS_CONV_CHUNK_BYTES", str(2**21)))
@@ -132,7 +168,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          dimension_numbers: Any = None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision: Any = None,
                          preferred_element_type: Any = None, *,
-                         impl: str | None = None) -> jax.Array:
+                         impl: str = "fast") -> jax.Array:
     """``lax.conv_general_dilated`` with a VJP that trains faster on XLA:CPU.
 
     Forward: XLA's convolution, unchanged. Backward (``impl="fast"``): the saved input and
@@ -141,11 +177,11 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
     summed — the same sums in a different order, equal to autodiff to float rounding
     (tests/models/test_fast_conv.py). NHWC inputs of at most ``TINY_SPATIAL`` pixels are
     computed as patches + one dot instead (forward and backward). ``"materialize"`` skips the
-    chunking; ``"xla"`` is plain autodiff.
+    chunking; ``"xla"`` is plain autodiff. Models pick ``impl`` through their ``conv_impl``.
     """
-    impl = CONV_IMPL if impl is None else impl
     if impl not in CONV_IMPLS:
-        raise ValueError(f"unknown conv implementation {impl!r} (choose from {', '.join(CONV_IMPLS)})")
+        raise JaxnetsError(f"unknown conv implementation {impl!r} "
+                           f"(choose from {', '.join(CONV_IMPLS)})")
 
     def f(a: jax.Array, b: jax.Array) -> jax.Array:
         return lax.conv_general_dilated(a, b, window_strides, padding, lhs_dilation, rhs_dilation,
@@ -184,6 +220,10 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
     return g(lhs, rhs)
 
 
+# nn.Conv's conv_general_dilated per implementation (one object each: no new partial per call)
+_CONV_FNS = {impl: functools.partial(conv_general_dilated, impl=impl) for impl in CONV_IMPLS}
+
+
 def conv(
     features: int,
     kernel: int,
@@ -195,8 +235,14 @@ def conv(
     name: str | None = None,
     dtype: Dtype = jnp.float32,
     kernel_init: Any = nn.initializers.kaiming_normal(),
+    impl: str = "fast",
 ) -> nn.Conv:
-    """A 2-D convolution laid out like `torch.nn.Conv2d(…, padding=padding)`."""
+    """A 2-D convolution laid out like `torch.nn.Conv2d(…, padding=padding)`.
+
+    ``impl``: one of CONV_IMPLS (a model passes its resolved ``conv_impl``)."""
+    if impl not in _CONV_FNS:
+        raise JaxnetsError(f"unknown conv implementation {impl!r} (choose from "
+                           f"{', '.join(CONV_IMPLS)}; resolve 'auto' with resolve_conv_impl)")
     return nn.Conv(
         features,
         (kernel, kernel),
@@ -206,7 +252,7 @@ def conv(
         feature_group_count=groups,
         dtype=dtype,
         kernel_init=kernel_init,
-        conv_general_dilated=conv_general_dilated,
+        conv_general_dilated=_CONV_FNS[impl],
         name=name,
     )
 
@@ -219,7 +265,36 @@ BN_IMPLS = ("flax", "fast")
 # float rounding differs from autodiff's by ~1e-7, and on tiny-image models (digits_cnn:
 # ReLU/max-pool ties on zero pixels) such differences can flip a tie during an epoch, so
 # tests/train/test_parallel.py's 1-vs-4-device tolerance was exceeded once (see docs).
-BN_IMPL = os.environ.get("JAXNETS_BN", "flax")
+
+
+def resolve_bn_impl(value: str) -> str:
+    """Checks a model's ``bn_impl``: one of BN_IMPLS."""
+    if value not in BN_IMPLS:
+        raise JaxnetsError(f"unknown BN implementation {value!r} (choose from {', '.join(BN_IMPLS)})")
+    return value
+
+
+class ImplModule(nn.Module):
+    """``nn.Module`` with the implementation fields of every jaxnets model (see the top).
+
+    Both are keyword-only (they do not shift positional fields) and resolved at construction:
+    ``conv_impl="auto"`` becomes ``"fast"`` or ``"xla"`` (:func:`resolve_conv_impl`), so the
+    module — and every clone — holds the concrete value that tracing uses. A model passes both
+    on to its blocks and to :func:`conv` / :func:`batch_norm`.
+    """
+
+    conv_impl: str = dataclasses.field(default="auto", kw_only=True)
+    bn_impl: str = dataclasses.field(default="flax", kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conv_impl", resolve_conv_impl(self.conv_impl))
+        object.__setattr__(self, "bn_impl", resolve_bn_impl(self.bn_impl))
+        super().__post_init__()
+
+    @property
+    def impls(self) -> dict[str, str]:
+        """``conv_impl`` and ``bn_impl`` as keyword arguments for a block."""
+        return {"conv_impl": self.conv_impl, "bn_impl": self.bn_impl}
 
 
 def _bn_stats(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -302,18 +377,14 @@ class BatchNorm(nn.Module):
 
 
 def batch_norm(train: bool, name: str | None = None, dtype: Dtype = jnp.float32,
-               epsilon: float = 1e-5, momentum: float = 0.9) -> nn.Module:
+               epsilon: float = 1e-5, momentum: float = 0.9, *, impl: str = "flax") -> nn.Module:
     """`torch.nn.BatchNorm2d/1d` defaults (eps 1e-5, momentum 0.1 ≙ Flax 0.9).
 
-    ``nn.BatchNorm`` by default; ``JAXNETS_BN=fast`` (or ``layers.BN_IMPL`` before tracing)
-    gives :class:`BatchNorm` — the same variables and numbers, hand-written backward."""
-    if BN_IMPL == "flax":
-        return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
-                            dtype=dtype, name=name)
-    if BN_IMPL != "fast":
-        raise ValueError(f"unknown BN implementation {BN_IMPL!r} (choose from {', '.join(BN_IMPLS)})")
-    return BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
-                     dtype=dtype, name=name)
+    ``impl="flax"``: ``nn.BatchNorm``; ``"fast"``: :class:`BatchNorm` — the same variables and
+    numbers, hand-written backward (a model passes its ``bn_impl``)."""
+    cls = {"flax": nn.BatchNorm, "fast": BatchNorm}[resolve_bn_impl(impl)]
+    return cls(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype,
+               name=name)
 
 
 def max_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0) -> jnp.ndarray:

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
-from jaxnets.models.layers import conv
+from jaxnets.models.layers import ImplModule, conv
 from jaxnets.models.registry import ModelSpec
 
 MIXER_KEYMAP = KeyMap(source_layout="flax")
@@ -59,7 +59,7 @@ class MixerBlock(nn.Module):
         return x + MlpBlock(self.channels_mlp_dim, self.dtype, name="channel_mixing")(y)
 
 
-class MlpMixer(nn.Module):
+class MlpMixer(ImplModule):
     patch_size: int = 16
     hidden_dim: int = 768
     num_blocks: int = 12
@@ -74,7 +74,7 @@ class MlpMixer(nn.Module):
         p = self.patch_size
         # Non-overlapping patches: a p×p stride-p conv with bias, no padding (explicit, not SAME).
         x = conv(self.hidden_dim, p, p, 0, bias=True, name="stem", dtype=self.dtype,
-                 kernel_init=nn.initializers.lecun_normal())(x)
+                 kernel_init=nn.initializers.lecun_normal(), impl=self.conv_impl)(x)
         n, h, w, c = x.shape
         # Row-major (h, w) token order, the same as torch's NCHW ``flatten(2)``.
         x = x.reshape(n, h * w, c)

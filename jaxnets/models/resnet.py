@@ -30,7 +30,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxnets.models.layers import batch_norm, conv, global_avg_pool, max_pool
+from jaxnets.models.layers import ImplModule, batch_norm, conv, global_avg_pool, max_pool
 from jaxnets.models.registry import ModelSpec
 
 # torchvision initialises convs with kaiming_normal_(mode="fan_out", nonlinearity="relu");
@@ -40,7 +40,7 @@ _CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ImplModule):
     """Two 3×3 convs; torchvision's BasicBlock (no groups, no width change)."""
 
     planes: int
@@ -53,15 +53,15 @@ class BasicBlock(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         if self.groups != 1 or self.width_per_group != 64:
             raise ValueError("BasicBlock only supports groups=1 and width_per_group=64")
-        c = functools.partial(conv, dtype=self.dtype, kernel_init=_CONV_INIT)
+        c = functools.partial(conv, dtype=self.dtype, kernel_init=_CONV_INIT, impl=self.conv_impl)
         out = c(self.planes, 3, self.stride, 1, name="conv1")(x)
-        out = nn.relu(batch_norm(train, "bn1", self.dtype)(out))
+        out = nn.relu(batch_norm(train, "bn1", self.dtype, impl=self.bn_impl)(out))
         out = c(self.planes, 3, 1, 1, name="conv2")(out)
-        out = batch_norm(train, "bn2", self.dtype)(out)
-        return nn.relu(out + _shortcut(x, self.planes, self.stride, train, self.dtype))
+        out = batch_norm(train, "bn2", self.dtype, impl=self.bn_impl)(out)
+        return nn.relu(out + _shortcut(x, self.planes, self.stride, train, self.dtype, **self.impls))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ImplModule):
     """1×1 → 3×3 (stride, groups) → 1×1 ×4; the v1.5 placement of the stride."""
 
     planes: int
@@ -74,31 +74,33 @@ class Bottleneck(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         width = int(self.planes * (self.width_per_group / 64.0)) * self.groups
         out_planes = self.planes * EXPANSION["bottleneck"]
-        c = functools.partial(conv, dtype=self.dtype, kernel_init=_CONV_INIT)
+        c = functools.partial(conv, dtype=self.dtype, kernel_init=_CONV_INIT, impl=self.conv_impl)
         out = c(width, 1, name="conv1")(x)
-        out = nn.relu(batch_norm(train, "bn1", self.dtype)(out))
+        out = nn.relu(batch_norm(train, "bn1", self.dtype, impl=self.bn_impl)(out))
         out = c(width, 3, self.stride, 1, groups=self.groups, name="conv2")(out)
-        out = nn.relu(batch_norm(train, "bn2", self.dtype)(out))
+        out = nn.relu(batch_norm(train, "bn2", self.dtype, impl=self.bn_impl)(out))
         out = c(out_planes, 1, name="conv3")(out)
-        out = batch_norm(train, "bn3", self.dtype)(out)
-        return nn.relu(out + _shortcut(x, out_planes, self.stride, train, self.dtype))
+        out = batch_norm(train, "bn3", self.dtype, impl=self.bn_impl)(out)
+        return nn.relu(out + _shortcut(x, out_planes, self.stride, train, self.dtype, **self.impls))
 
 
-def _shortcut(x: jnp.ndarray, out_planes: int, stride: int, train: bool, dtype: Any) -> jnp.ndarray:
+def _shortcut(x: jnp.ndarray, out_planes: int, stride: int, train: bool, dtype: Any, *,
+              conv_impl: str, bn_impl: str) -> jnp.ndarray:
     """Identity, or torchvision's ``downsample`` Sequential(1×1 conv, BN) when the shape changes.
 
     Called inside a block's compact ``__call__``, so the layers are named in that block's scope.
     """
     if stride == 1 and x.shape[-1] == out_planes:
         return x
-    x = conv(out_planes, 1, stride, 0, name="downsample_0", dtype=dtype, kernel_init=_CONV_INIT)(x)
-    return batch_norm(train, "downsample_1", dtype)(x)
+    x = conv(out_planes, 1, stride, 0, name="downsample_0", dtype=dtype, kernel_init=_CONV_INIT,
+             impl=conv_impl)(x)
+    return batch_norm(train, "downsample_1", dtype, impl=bn_impl)(x)
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class ResNet(nn.Module):
+class ResNet(ImplModule):
     """torchvision's ``ResNet`` with a choice of stem (``"imagenet"`` or ``"cifar"``)."""
 
     block: str = "basic"  # "basic" | "bottleneck"
@@ -116,12 +118,14 @@ class ResNet(nn.Module):
         if len(self.layers) != 4:
             raise ValueError(f"layers must give 4 stage depths, got {self.layers}")
         if self.stem == "imagenet":
-            x = conv(64, 7, 2, 3, name="conv1", dtype=self.dtype, kernel_init=_CONV_INIT)(x)
+            x = conv(64, 7, 2, 3, name="conv1", dtype=self.dtype, kernel_init=_CONV_INIT,
+                     impl=self.conv_impl)(x)
         elif self.stem == "cifar":
-            x = conv(64, 3, 1, 1, name="conv1", dtype=self.dtype, kernel_init=_CONV_INIT)(x)
+            x = conv(64, 3, 1, 1, name="conv1", dtype=self.dtype, kernel_init=_CONV_INIT,
+                     impl=self.conv_impl)(x)
         else:
             raise ValueError(f"unknown stem {self.stem!r}; expected 'imagenet' or 'cifar'")
-        x = nn.relu(batch_norm(train, "bn1", self.dtype)(x))
+        x = nn.relu(batch_norm(train, "bn1", self.dtype, impl=self.bn_impl)(x))
         # Both stems keep the max-pool (the CIFAR variant too: layer1 runs at 16×16 on 32 px).
         x = max_pool(x, 3, 2, 1)
         block_cls = BLOCKS[self.block]
@@ -129,7 +133,7 @@ class ResNet(nn.Module):
             for b in range(depth):
                 stride = 2 if stage > 1 and b == 0 else 1
                 x = block_cls(planes, stride, self.groups, self.width_per_group, self.dtype,
-                              name=f"layer{stage}_{b}")(x, train)
+                              name=f"layer{stage}_{b}", **self.impls)(x, train)
         features = global_avg_pool(x)
         self.sow("intermediates", "features", features)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(features)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import (
+    ImplModule,
     adaptive_avg_pool,
     batch_norm,
     conv,
@@ -48,7 +49,7 @@ def torch_default_bias(fan_in: int):
 LENET_CFG: tuple[int | str, ...] = (6, 6, "M", 16, 16, "M", 64, 64, "M")
 
 
-class LeNet(nn.Module):
+class LeNet(ImplModule):
     """Conv3×3(pad 1)+ReLU stacks with max-pools, AdaptiveAvgPool(3), 3-layer classifier.
 
     Torch keys ``features.{0,2,5,7,10,12}``, ``classifier.{0,3,6}``. On 32 px CIFAR the
@@ -67,7 +68,7 @@ class LeNet(nn.Module):
                 idx += 1
             else:
                 x = conv(int(v), 3, 1, 1, bias=True, name=f"features_{idx}", dtype=self.dtype,
-                         kernel_init=xavier_uniform_relu)(x)
+                         kernel_init=xavier_uniform_relu, impl=self.conv_impl)(x)
                 x = nn.relu(x)
                 idx += 2
         x = flatten_nhwc(adaptive_avg_pool(x, 3))
@@ -88,7 +89,7 @@ class LeNet(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class MLP(nn.Module):
+class MLP(ImplModule):
     """``hidden1``: fc-Dropout(0.2)-[bn]-ReLU; ``hidden2..4``: fc1-fc2-Dropout-[bn]-ReLU.
 
     The bottleneck fc1→fc2 has no nonlinearity in between. Input is flattened (NHWC order;
@@ -104,16 +105,16 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = flatten_nhwc(x)
-        x = MLPHidden1(self.width, self.use_bn, self.dtype, name="hidden1")(x, train)
+        x = MLPHidden1(self.width, self.use_bn, self.dtype, name="hidden1", **self.impls)(x, train)
         for i in (2, 3, 4):
             x = MLPBottleneck(self.width, self.bottleneck, self.use_bn, self.dtype,
-                            name=f"hidden{i}")(x, train)
+                              name=f"hidden{i}", **self.impls)(x, train)
         self.sow("intermediates", "features", x)
         return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kaiming_normal_fan_out,
                         name="classifier")(x)
 
 
-class MLPHidden1(nn.Module):
+class MLPHidden1(ImplModule):
     width: int
     use_bn: bool
     dtype: Any = jnp.float32
@@ -124,11 +125,11 @@ class MLPHidden1(nn.Module):
                      name="fc")(x)
         x = nn.Dropout(0.2, deterministic=not train, name="dropout")(x)
         if self.use_bn:
-            x = batch_norm(train, name="bn", dtype=self.dtype)(x)
+            x = batch_norm(train, name="bn", dtype=self.dtype, impl=self.bn_impl)(x)
         return nn.relu(x)
 
 
-class MLPBottleneck(nn.Module):
+class MLPBottleneck(ImplModule):
     width: int
     bottleneck: int
     use_bn: bool
@@ -142,7 +143,7 @@ class MLPBottleneck(nn.Module):
                      name="fc2")(x)
         x = nn.Dropout(0.2, deterministic=not train, name="dropout")(x)
         if self.use_bn:
-            x = batch_norm(train, name="bn", dtype=self.dtype)(x)
+            x = batch_norm(train, name="bn", dtype=self.dtype, impl=self.bn_impl)(x)
         return nn.relu(x)
 
 
@@ -151,7 +152,7 @@ class MLPBottleneck(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class AllConv4(nn.Module):
+class AllConv4(ImplModule):
     """Four unpadded 3×3 convs (64, 64, M, 128, 128, M), then three Linears, no ReLU between.
 
     The specs give no PyTorch key names for All_Conv_4 (its checkpoints are not public), so the
@@ -190,7 +191,7 @@ def _torch_dense(features: int, fan_in: int, name: str, dtype: Any) -> nn.Dense:
 # --------------------------------------------------------------------------------------------
 
 
-class DigitsCNN(nn.Module):
+class DigitsCNN(ImplModule):
     """conv1-bn1-ReLU (32), conv2-bn2-ReLU (64), max-pool 2, conv3-bn3-ReLU (64), GAP, ``fc``."""
 
     num_classes: int = 10
@@ -200,8 +201,8 @@ class DigitsCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         for i, width in enumerate((32, 64, 64), start=1):
             x = conv(width, 3, 1, 1, name=f"conv{i}", dtype=self.dtype,
-                     kernel_init=kaiming_normal_fan_out)(x)
-            x = nn.relu(batch_norm(train, f"bn{i}", self.dtype)(x))
+                     kernel_init=kaiming_normal_fan_out, impl=self.conv_impl)(x)
+            x = nn.relu(batch_norm(train, f"bn{i}", self.dtype, impl=self.bn_impl)(x))
             if i == 2:
                 x = max_pool(x, 2, 2)
         features = global_avg_pool(x)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
 from jaxnets.models.layers import (
+    ImplModule,
     adaptive_avg_pool,
     batch_norm,
     conv,
@@ -88,7 +89,7 @@ def feature_layout(cfg: Config, with_bn: bool) -> list[tuple[str, int, int | Non
     return out
 
 
-class VGG(nn.Module):
+class VGG(ImplModule):
     """One VGG implementation with options.
 
     torchvision: ``pool_size=7, hidden=4096``; chenyaofo's CIFAR VGG: ``pool_size=None`` (the
@@ -110,9 +111,9 @@ class VGG(nn.Module):
         for kind, i, ch in feature_layout(self.cfg, self.use_bn):
             if kind == "conv":
                 x = conv(ch, 3, 1, 1, bias=True, kernel_init=self.conv_init, dtype=self.dtype,
-                         name=f"features_{i}")(x)
+                         name=f"features_{i}", impl=self.conv_impl)(x)
             elif kind == "bn":
-                x = batch_norm(train, f"features_{i}", self.dtype)(x)
+                x = batch_norm(train, f"features_{i}", self.dtype, impl=self.bn_impl)(x)
             elif kind == "relu":
                 x = nn.relu(x)
             else:
@@ -131,7 +132,7 @@ class VGG(nn.Module):
         return dense(self.num_classes, name="classifier_6")(x)
 
 
-class AlexNet(nn.Module):
+class AlexNet(ImplModule):
     """torchvision's AlexNet ("one weird trick" variant: 64/192/384/256/256 channels)."""
 
     num_classes: int = 1000

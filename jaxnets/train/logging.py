@@ -25,7 +25,8 @@ CONFIG_JSON = "config.json"
 
 
 def library_versions() -> dict[str, str]:
-    """Versions that matter for reproducing a run (python, jax, flax, optax, numpy, …)."""
+    """Versions that matter for reproducing a run (python, jax, flax, optax, numpy, …), the
+    backend and the conv implementation models get there (``conv_impl``)."""
     from jaxnets.runtime import versions
 
     out = versions()
@@ -36,6 +37,13 @@ def library_versions() -> dict[str, str]:
 
         out["backend"] = jax.default_backend()
     except Exception:  # noqa: BLE001 - versions are best effort
+        pass
+    try:
+        from jaxnets.models.layers import resolve_conv_impl
+
+        # what a model's conv_impl="auto" (the default) is on this backend (JAXNETS_CONV included)
+        out["conv_impl"] = resolve_conv_impl("auto")
+    except Exception:  # noqa: BLE001 - a bad JAXNETS_CONV fails where a model is built
         pass
     return out
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from jaxnets.errors import JaxnetsError
 from jaxnets.models import layers
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -109,9 +110,11 @@ def test_materialize_is_identity_even_for_nan() -> None:
 
 def test_unknown_impl() -> None:
     x, w = jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1))
-    with pytest.raises(ValueError, match="unknown conv implementation"):
+    with pytest.raises(JaxnetsError, match="unknown conv implementation"):
         layers.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=NHWC,
                                     impl="nope")
+    with pytest.raises(JaxnetsError, match="unknown conv implementation 'auto'"):
+        layers.conv(4, 3, impl="auto")  # a model resolves "auto" before its layers see it
 
 
 def test_resnet20_train_gradients_equal_autodiff(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,13 +125,14 @@ def test_resnet20_train_gradients_equal_autodiff(monkeypatch: pytest.MonkeyPatch
     from jaxnets.models.registry import get_spec
 
     spec = get_spec("resnet20")
-    module = spec.create()
-    variables = init_variables(spec, module, seed=3)
+    modules = {"xla": spec.create(conv_impl="xla", bn_impl="flax"),
+               "fast": spec.create(conv_impl="fast", bn_impl="fast")}
+    variables = init_variables(spec, modules["xla"], seed=3)
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.standard_normal((8, 32, 32, 3)), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 10, 8))
 
-    def loss(params: dict) -> tuple:
+    def loss(params: dict, module: Any) -> tuple:
         logits, upd = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
                                    train=True, mutable=["batch_stats"])
         ce = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
@@ -136,10 +140,9 @@ def test_resnet20_train_gradients_equal_autodiff(monkeypatch: pytest.MonkeyPatch
 
     out = {}
     monkeypatch.setattr(layers, "CONV_CHUNK_BYTES", 4 * 32 * 32 * 32 * 4)  # chunks of 4 at 32 px
-    for impl, bn in (("xla", "flax"), ("fast", "fast")):
-        monkeypatch.setattr(layers, "CONV_IMPL", impl)  # both read at trace time
-        monkeypatch.setattr(layers, "BN_IMPL", bn)
-        out[impl] = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+    for impl, module in modules.items():  # the model's fields choose both implementations
+        out[impl] = jax.jit(jax.value_and_grad(lambda p, m=module: loss(p, m), has_aux=True))(
+            variables["params"])
     (l_x, upd_x), g_x = out["xla"]
     (l_f, upd_f), g_f = out["fast"]
     assert abs(float(l_x) - float(l_f)) <= 1e-6
@@ -193,13 +196,17 @@ def test_fast_batch_norm_equals_flax(dtype: Any) -> None:
         assert _rel_err(b, a) <= tol
 
 
-def test_batch_norm_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_norm_switch() -> None:
     from flax import linen as nn
 
-    monkeypatch.setattr(layers, "BN_IMPL", "fast")
-    assert isinstance(layers.batch_norm(True), layers.BatchNorm)
-    monkeypatch.setattr(layers, "BN_IMPL", "flax")
-    assert isinstance(layers.batch_norm(True), nn.BatchNorm)
-    monkeypatch.setattr(layers, "BN_IMPL", "nope")
-    with pytest.raises(ValueError, match="unknown BN implementation"):
-        layers.batch_norm(True)
+    from jaxnets.models.registry import get_spec
+
+    assert isinstance(layers.batch_norm(True, impl="fast"), layers.BatchNorm)
+    assert isinstance(layers.batch_norm(True, impl="flax"), nn.BatchNorm)
+    assert isinstance(layers.batch_norm(True), nn.BatchNorm)  # the default
+    with pytest.raises(JaxnetsError, match="unknown BN implementation 'nope'"):
+        layers.batch_norm(True, impl="nope")
+    assert get_spec("resnet20").create().bn_impl == "flax"
+    assert get_spec("resnet20").create(bn_impl="fast").bn_impl == "fast"
+    with pytest.raises(JaxnetsError, match="unknown BN implementation"):
+        get_spec("resnet20").create(bn_impl="nope")  # refused when the model is built

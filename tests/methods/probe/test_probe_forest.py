@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxnets.methods.probe.forest import fit_forest, minmax_scale
 from jaxnets.methods.probe.config import ProbeConfig
+from jaxnets.methods.probe.forest import fit_forest, minmax_scale
 from jaxnets.methods.probe.runner import probe_matrix
 from jaxnets.methods.probe.wavelets import forest_norms, recursive_norms_reference
 
