@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets.converters.safetensors_io import is_safetensors_path, safetensors_metadata
 from jaxnets.data.classes import parse_classes
 from jaxnets.data.loader import Batch
 from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
@@ -42,7 +44,7 @@ from jaxnets.models.api import (
 )
 from jaxnets.models.registry import NORMALIZATIONS, ModelSpec, model_names
 
-EXPORT_FORMATS = ("torch", "jaxnets", "npz")
+EXPORT_FORMATS = ("torch", "jaxnets", "npz", "safetensors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +94,12 @@ class Model:
         return dataclasses.replace(self, variables=dict(variables))
 
     def export(self, path: str | Path, to: str = "torch") -> Path:
-        """Write the variables as a PyTorch state_dict (``torch``), a jaxnets checkpoint folder
+        """Write the variables as a PyTorch state_dict (``torch``), a ``.safetensors`` file of
+        PyTorch-named arrays (with the normalisation in its metadata), a jaxnets checkpoint folder
         (``jaxnets``) or an ``.npz`` of PyTorch-named arrays. Refuses to overwrite ``path``."""
         from jaxnets.converters.convert import variables_to_state_dict
         from jaxnets.converters.npz import save_npz_state
+        from jaxnets.converters.safetensors_io import save_safetensors_state
         from jaxnets.converters.torch_writer import save_torch_state_dict
         from jaxnets.runtime import claim_output_file
 
@@ -109,7 +113,12 @@ class Model:
         state = variables_to_state_dict(host, self.spec.keymap)
         if to == "torch":
             return save_torch_state_dict(target, state)
-        save_npz_state(target, state)
+        if to == "safetensors":
+            save_safetensors_state(target, state, {"jaxnets.model": self.name,
+                                                   "jaxnets.normalization": json.dumps(
+                                                       {"mean": list(self.mean), "std": list(self.std)})})
+        else:
+            save_npz_state(target, state)
         return target
 
 
@@ -131,7 +140,7 @@ def load(model: str | ModelSpec, weights: str | Path | None = None, *, num_class
     checkpoint's recorded one, else the registry's.
     """
     spec = resolve(model)
-    meta = read_metadata(weights) if weights is not None and is_jaxnets_checkpoint(Path(weights)) else {}
+    meta = _weights_metadata(weights)
     if num_classes is None and isinstance(meta.get("num_classes"), int):
         num_classes = meta["num_classes"]
     num_classes = num_classes or spec.num_classes
@@ -145,6 +154,25 @@ def load(model: str | ModelSpec, weights: str | Path | None = None, *, num_class
                  else load_weights(spec, module, weights))
     return Model(spec=spec, module=module, variables=variables, mean=tuple(mean), std=tuple(std),
                  num_classes=num_classes, weights=Path(weights) if weights is not None else None)
+
+
+def _weights_metadata(weights: str | Path | None) -> dict[str, Any]:
+    """What the weights say of themselves: a jaxnets checkpoint's metadata, or the ``jaxnets.*``
+    entries of a safetensors header (written by :meth:`Model.export`)."""
+    if weights is None:
+        return {}
+    if is_jaxnets_checkpoint(Path(weights)):
+        return read_metadata(weights)
+    if not is_safetensors_path(weights):
+        return {}
+    meta: dict[str, Any] = {}
+    for key, text in safetensors_metadata(weights).items():
+        if key.startswith("jaxnets."):
+            try:
+                meta[key.removeprefix("jaxnets.")] = json.loads(text)
+            except json.JSONDecodeError:
+                meta[key.removeprefix("jaxnets.")] = text
+    return meta
 
 
 def _recorded_normalization(meta: Mapping) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 SCHEMA = "jaxnets.convert/1"
+FORMATS = ("jaxnets", "torch", "npz", "safetensors")
 
 
 def run_convert(opts: dict) -> dict:
@@ -15,14 +16,15 @@ def run_convert(opts: dict) -> dict:
     from jaxnets.models.api import count_params, load_weights, resolve
     from jaxnets.runtime import create_run_dir, write_json
 
-    if opts["to"] not in ("jaxnets", "torch", "npz"):
-        raise JaxnetsError(f"--to must be jaxnets, torch or npz, got {opts['to']!r}")
+    if opts["to"] not in FORMATS:
+        raise JaxnetsError(f"--to must be one of {', '.join(FORMATS)}, got {opts['to']!r}")
     spec = resolve(opts["model"])
     module = spec.create(opts["num_classes"] or spec.num_classes)
     variables = load_weights(spec, module, opts["checkpoint"])
     run_dir = create_run_dir(opts["out"], "convert", spec.name)
     target = {"jaxnets": run_dir / "checkpoint", "torch": run_dir / f"{spec.name}.pth",
-              "npz": run_dir / f"{spec.name}.npz"}[opts["to"]]
+              "npz": run_dir / f"{spec.name}.npz",
+              "safetensors": run_dir / f"{spec.name}.safetensors"}[opts["to"]]
 
     state = variables_to_state_dict(variables, spec.keymap)
     reloaded = _round_trip(spec, module, state)
@@ -38,6 +40,10 @@ def run_convert(opts: dict) -> dict:
         from jaxnets.converters.torch_writer import save_torch_state_dict
 
         save_torch_state_dict(target, state)
+    elif opts["to"] == "safetensors":
+        from jaxnets.converters.safetensors_io import save_safetensors_state
+
+        save_safetensors_state(target, state)
     else:
         from jaxnets.converters.npz import save_npz_state
 

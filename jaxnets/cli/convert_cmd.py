@@ -14,8 +14,8 @@ from jaxnets.convert import run_convert
 def convert(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name.")],
-    checkpoint: Annotated[Path, typer.Argument(help="PyTorch .th/.pth/.pt/.tar, .npz, or a jaxnets checkpoint folder.")],
-    to: Annotated[str, typer.Option("--to", help="Output format: jaxnets | torch | npz.")] = "jaxnets",
+    checkpoint: Annotated[Path, typer.Argument(help="PyTorch .th/.pth/.pt/.tar, .safetensors (or its .safetensors.index.json), .npz, or a jaxnets checkpoint folder.")],
+    to: Annotated[str, typer.Option("--to", help="Output format: jaxnets | torch | safetensors | npz.")] = "jaxnets",
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the registry's).")] = None,
     out: OutOpt = None,
     config: ConfigOpt = None,

@@ -18,6 +18,7 @@ from jaxnets.converters.convert import (
     state_dict_to_variables,
 )
 from jaxnets.converters.npz import load_npz_state
+from jaxnets.converters.safetensors_io import is_safetensors_path, load_safetensors_state
 from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
 from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.io import is_jaxnets_checkpoint, load_variables, read_metadata
@@ -53,7 +54,8 @@ def count_params(variables: Mapping) -> int:
 
 
 def load_weights(spec: ModelSpec, module: Any, path: str | Path) -> Variables:
-    """Read a PyTorch (``.th/.pth/.pt/.tar``), ``.npz`` or jaxnets checkpoint into variables.
+    """Read a PyTorch (``.th/.pth/.pt/.tar``), ``.safetensors`` (or its sharded ``.safetensors.index.json``),
+    ``.npz`` or jaxnets checkpoint into variables.
 
     Every leaf must fit the model exactly; when a checkpoint differs only in input channels,
     classes or input size, the error names the option that fits. Non-finite weights load with a
@@ -74,6 +76,8 @@ def load_weights(spec: ModelSpec, module: Any, path: str | Path) -> Variables:
             raise CheckpointError(f"checkpoint not found: {path}")
         if path.suffix == ".npz":
             state = load_npz_state(path)
+        elif is_safetensors_path(path):
+            state = load_safetensors_state(path)
         else:
             state = extract_state_dict(load_torch_file(path))
         variables = state_dict_to_variables(state, target, spec.keymap, model_name=spec.name,

@@ -13,6 +13,7 @@ def checkpoint_state_dict(path: str | Path, model: str | None = None) -> dict:
     import jax
 
     from jaxnets.converters.convert import variables_to_state_dict
+    from jaxnets.converters.safetensors_io import is_safetensors_path, load_safetensors_state
     from jaxnets.io import is_jaxnets_checkpoint, read_metadata
     from jaxnets.methods.wfn.export import is_compact, load_compact
 
@@ -21,6 +22,8 @@ def checkpoint_state_dict(path: str | Path, model: str | None = None) -> dict:
         raise JaxnetsError(f"checkpoint not found: {path}")
     if is_compact(path):
         return load_compact(path)
+    if is_safetensors_path(path):
+        return load_safetensors_state(path)  # PyTorch names already
     if is_jaxnets_checkpoint(path) or path.suffix == ".npz":
         from jaxnets.models.api import load_weights, resolve
 
