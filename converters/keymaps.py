@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from jaxnets.converters.namings import Naming
+
 DROPPED_SUFFIXES = ("num_batches_tracked",)
 
 
@@ -26,6 +28,8 @@ class KeyMap:
     ignore: tuple[str, ...] = ()
     flatten_chw: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     source_layout: str = "torch"  # "torch" (OIHW, state_dict names) or "flax" (npz, slash names)
+    native: str = "torchvision"  # the naming the rules above read (converters/namings.py)
+    namings: tuple[Naming, ...] = ()  # other libraries' names, detected from the keys
 
     def rename(self, key: str) -> str:
         for pattern, repl in self.renames:

@@ -93,11 +93,13 @@ class Model:
         """The same network with other variables (a method's output: fixed weights, a mask applied)."""
         return dataclasses.replace(self, variables=dict(variables))
 
-    def export(self, path: str | Path, to: str = "torch") -> Path:
+    def export(self, path: str | Path, to: str = "torch", keys: str | None = None) -> Path:
         """Write the variables as a PyTorch state_dict (``torch``), a ``.safetensors`` file of
         PyTorch-named arrays (with the normalisation in its metadata), a jaxnets checkpoint folder
-        (``jaxnets``) or an ``.npz`` of PyTorch-named arrays. Refuses to overwrite ``path``."""
+        (``jaxnets``) or an ``.npz`` of PyTorch-named arrays. ``keys="timm"`` writes timm's names
+        (torch/safetensors; VGG, ResNet, DenseNet, Mixer). Refuses to overwrite ``path``."""
         from jaxnets.converters.convert import variables_to_state_dict
+        from jaxnets.converters.namings import from_native
         from jaxnets.converters.npz import save_npz_state
         from jaxnets.converters.safetensors_io import save_safetensors_state
         from jaxnets.converters.torch_writer import save_torch_state_dict
@@ -110,7 +112,8 @@ class Model:
             return save_variables(path, host, {"model": self.name, "num_classes": self.num_classes,
                                                "normalization": {"mean": list(self.mean), "std": list(self.std)}})
         target = claim_output_file(path, "export path")
-        state = variables_to_state_dict(host, self.spec.keymap)
+        keymap = self.spec.keymap
+        state = from_native(variables_to_state_dict(host, keymap), keymap.namings, keymap.native, keys)
         if to == "torch":
             return save_torch_state_dict(target, state)
         if to == "safetensors":

@@ -11,22 +11,30 @@ def run_convert(opts: dict) -> dict:
     import numpy as np
 
     from jaxnets.converters.convert import compare_variables, flatten_tree, variables_to_state_dict
+    from jaxnets.converters.namings import from_native, naming_names
     from jaxnets.errors import JaxnetsError
     from jaxnets.io import save_variables
-    from jaxnets.models.api import count_params, load_weights, resolve
+    from jaxnets.models.api import count_params, load_weights_from, resolve
     from jaxnets.runtime import create_run_dir, write_json
 
     if opts["to"] not in FORMATS:
         raise JaxnetsError(f"--to must be one of {', '.join(FORMATS)}, got {opts['to']!r}")
     spec = resolve(opts["model"])
+    keys = opts.get("keys") or spec.keymap.native
+    names = naming_names(spec.keymap.namings, spec.keymap.native)
+    if keys not in names:
+        raise JaxnetsError(f"--keys must be {' or '.join(names)} for {spec.name}, got {keys!r}")
+    if keys != spec.keymap.native and opts["to"] not in ("torch", "safetensors"):
+        raise JaxnetsError(f"--keys {keys} applies to --to torch or safetensors")
     module = spec.create(opts["num_classes"] or spec.num_classes)
-    variables = load_weights(spec, module, opts["checkpoint"])
+    variables, source = load_weights_from(spec, module, opts["checkpoint"])
     run_dir = create_run_dir(opts["out"], "convert", spec.name)
     target = {"jaxnets": run_dir / "checkpoint", "torch": run_dir / f"{spec.name}.pth",
               "npz": run_dir / f"{spec.name}.npz",
               "safetensors": run_dir / f"{spec.name}.safetensors"}[opts["to"]]
 
-    state = variables_to_state_dict(variables, spec.keymap)
+    state = from_native(variables_to_state_dict(variables, spec.keymap), spec.keymap.namings, spec.keymap.native,
+                        keys)
     reloaded = _round_trip(spec, module, state)
     flat_a = flatten_tree(variables)
     parity = compare_variables(variables, reloaded)
@@ -50,7 +58,8 @@ def run_convert(opts: dict) -> dict:
         save_npz_state(target, state)
     report = {
         "schema": SCHEMA, "model": spec.name, "source": str(opts["checkpoint"]),
-        "output": str(target), "format": opts["to"],
+        "output": str(target), "format": opts["to"], "keys": keys,
+        "source_format": source.format, "source_keys": source.naming,
         "tensors": len(flat_a), "params": count_params(variables),
         "batch_stats": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(
             variables.get("batch_stats", {})))),
@@ -60,6 +69,8 @@ def run_convert(opts: dict) -> dict:
         "probe_logits_first_row": logits[0, :10].tolist(),
     }
     write_json(run_dir / "conversion.json", report)
+    print(f"read {source.format} ({source.naming} names) → writing {opts['to']}"
+          + (f" ({keys} names)" if opts["to"] in ("torch", "safetensors", "npz") else ""))
     print(f"{spec.name}: {report['tensors']} tensors, {report['params']:,} parameters → {target}")
     nonfinite = f" ({parity['nan']} NaN, {parity['inf']} inf in the weights)" if parity["nan"] or parity["inf"] else ""
     print(f"round trip max |Δ| = {round_trip:.3g}{nonfinite}; probe logits[0,:5] = "
@@ -68,10 +79,13 @@ def run_convert(opts: dict) -> dict:
 
 
 def _round_trip(spec, module, state):
+    """The written state read back the way a checkpoint is (naming detected)."""
     from jaxnets.converters.convert import state_dict_to_variables
+    from jaxnets.converters.namings import to_native
     from jaxnets.models.api import abstract_variables
 
-    return state_dict_to_variables(state, abstract_variables(spec, module), spec.keymap,
+    native, _ = to_native(state, spec.keymap.namings, spec.keymap.native)
+    return state_dict_to_variables(native, abstract_variables(spec, module), spec.keymap,
                                    model_name=spec.name)
 
 

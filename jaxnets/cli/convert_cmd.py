@@ -16,6 +16,7 @@ def convert(
     model: Annotated[str, typer.Argument(help="Registered model name.")],
     checkpoint: Annotated[Path, typer.Argument(help="PyTorch .th/.pth/.pt/.tar, .safetensors (or its .safetensors.index.json), .npz, or a jaxnets checkpoint folder.")],
     to: Annotated[str, typer.Option("--to", help="Output format: jaxnets | torch | safetensors | npz.")] = "jaxnets",
+    keys: Annotated[str | None, typer.Option("--keys", help="Names to write with --to torch/safetensors: torchvision | timm (VGG, ResNet, DenseNet), official | timm (Mixer); default: the model's native. The input's naming is detected.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the registry's).")] = None,
     out: OutOpt = None,
     config: ConfigOpt = None,

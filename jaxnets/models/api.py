@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from jaxnets.converters.convert import (
     flatten_tree,
     state_dict_to_variables,
 )
+from jaxnets.converters.namings import to_native
 from jaxnets.converters.npz import load_npz_state
 from jaxnets.converters.safetensors_io import is_safetensors_path, load_safetensors_state
 from jaxnets.converters.torch_reader import extract_state_dict, load_torch_file
@@ -53,9 +55,41 @@ def count_params(variables: Mapping) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(variables.get("params", {}))))
 
 
-def load_weights(spec: ModelSpec, module: Any, path: str | Path) -> Variables:
+@dataclass(frozen=True)
+class CheckpointSource:
+    """What a checkpoint file turned out to be: its format and the naming of its keys."""
+
+    format: str  # torch | safetensors | npz | jaxnets
+    naming: str  # torchvision | timm | official (Mixer .npz) | jaxnets
+
+
+def read_state(spec: ModelSpec, path: str | Path, keys: str | None = None) -> tuple[dict, CheckpointSource]:
+    """A checkpoint file's state_dict in the family's native names (timm's renamed), and what it was."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder but not a jaxnets checkpoint (it has no jaxnets.json); "
+                              "pass a checkpoint file or a folder written by jaxnets")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".npz":
+        state, fmt = load_npz_state(path), "npz"
+    elif is_safetensors_path(path):
+        state, fmt = load_safetensors_state(path), "safetensors"
+    else:
+        state, fmt = extract_state_dict(load_torch_file(path)), "torch"
+    state, naming = to_native(state, spec.keymap.namings, spec.keymap.native, keys)
+    return state, CheckpointSource(fmt, naming)
+
+
+def load_weights(spec: ModelSpec, module: Any, path: str | Path, keys: str | None = None) -> Variables:
     """Read a PyTorch (``.th/.pth/.pt/.tar``), ``.safetensors`` (or its sharded ``.safetensors.index.json``),
-    ``.npz`` or jaxnets checkpoint into variables.
+    ``.npz`` or jaxnets checkpoint into variables; :func:`load_weights_from`'s variables."""
+    return load_weights_from(spec, module, path, keys)[0]
+
+
+def load_weights_from(spec: ModelSpec, module: Any, path: str | Path,
+                      keys: str | None = None) -> tuple[Variables, CheckpointSource]:
+    """The variables of a checkpoint, and its format and key naming (detected, or ``keys``).
 
     Every leaf must fit the model exactly; when a checkpoint differs only in input channels,
     classes or input size, the error names the option that fits. Non-finite weights load with a
@@ -68,22 +102,13 @@ def load_weights(spec: ModelSpec, module: Any, path: str | Path) -> Variables:
         trained_on = read_metadata(path).get("dataset")
         check_variables_fit(variables, target, model_name=spec.name, keymap=spec.keymap,
                             built_for=_built_for(spec, target, trained_on if isinstance(trained_on, str) else None))
+        source = CheckpointSource("jaxnets", "jaxnets")
     else:
-        if path.is_dir():
-            raise CheckpointError(f"{path} is a folder but not a jaxnets checkpoint (it has no jaxnets.json); "
-                                  "pass a checkpoint file or a folder written by jaxnets")
-        if not path.exists():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        if path.suffix == ".npz":
-            state = load_npz_state(path)
-        elif is_safetensors_path(path):
-            state = load_safetensors_state(path)
-        else:
-            state = extract_state_dict(load_torch_file(path))
+        state, source = read_state(spec, path, keys)
         variables = state_dict_to_variables(state, target, spec.keymap, model_name=spec.name,
                                             built_for=_built_for(spec, target))
     _warn_nonfinite(path, variables)
-    return jax.tree_util.tree_map(jnp.asarray, variables)
+    return jax.tree_util.tree_map(jnp.asarray, variables), source
 
 
 def _built_for(spec: ModelSpec, target: Mapping, trained_on: str | None = None) -> BuiltFor:

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
+from jaxnets.converters.namings import TIMM_IS_TORCHVISION
 from jaxnets.models.layers import ImplModule, avg_pool, batch_norm, conv, global_avg_pool, max_pool
 from jaxnets.models.registry import ModelSpec
 
@@ -125,7 +126,8 @@ class DenseNet(ImplModule):
 
 # Pre-0.3 torchvision keys: `denselayer1.norm.1.weight` → `denselayer1.norm1.weight` (also
 # conv.1, norm.2, conv.2); modern keys pass through untouched.
-DENSENET_KEYMAP = KeyMap(renames=((r"(denselayer\d+\.(?:norm|conv))\.([12])\.", r"\1\2."),))
+DENSENET_KEYMAP = KeyMap(renames=((r"(denselayer\d+\.(?:norm|conv))\.([12])\.", r"\1\2."),),
+                         namings=(TIMM_IS_TORCHVISION,))
 
 SPECS = [
     ModelSpec(

@@ -19,10 +19,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
+from jaxnets.converters.namings import MIXER_TIMM
 from jaxnets.models.layers import ImplModule, conv
 from jaxnets.models.registry import ModelSpec
 
-MIXER_KEYMAP = KeyMap(source_layout="flax")
+MIXER_KEYMAP = KeyMap(source_layout="flax", native="official", namings=(MIXER_TIMM,))
 
 _LN_EPS = 1e-6
 

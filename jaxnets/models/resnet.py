@@ -30,6 +30,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxnets.converters.keymaps import KeyMap
+from jaxnets.converters.namings import TIMM_IS_TORCHVISION
 from jaxnets.models.layers import ImplModule, batch_norm, conv, global_avg_pool, max_pool
 from jaxnets.models.registry import ModelSpec
 
@@ -153,6 +155,10 @@ _IMAGENET: dict[str, tuple[str, tuple[int, ...], int, int, str]] = {
 }
 
 
+# timm's ResNets of these architectures keep torchvision's names (conv1, layer1.0.bn1, fc, …).
+RESNET_KEYMAP = KeyMap(namings=(TIMM_IS_TORCHVISION,))
+
+
 def _imagenet_spec(name: str) -> ModelSpec:
     block, layers, groups, width, title = _IMAGENET[name]
     return ModelSpec(
@@ -163,6 +169,7 @@ def _imagenet_spec(name: str) -> ModelSpec:
         num_classes=1000,
         normalization="imagenet",
         head="fc",
+        keymap=RESNET_KEYMAP,
         description=f"{title}, torchvision layout (ImageNet, 224 px)",
         extra={"block": block, "layers": layers, "groups": groups, "width_per_group": width},
     )

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnets.converters.keymaps import KeyMap
+from jaxnets.converters.namings import VGG_TIMM
 from jaxnets.models.layers import (
     ImplModule,
     adaptive_avg_pool,
@@ -171,7 +172,7 @@ class AlexNet(ImplModule):
         return dense(x, self.num_classes, 6)
 
 
-VGG_KEYMAP = KeyMap(flatten_chw={"classifier.0": (512, 7, 7)})
+VGG_KEYMAP = KeyMap(flatten_chw={"classifier.0": (512, 7, 7)}, namings=(VGG_TIMM,))
 ALEXNET_KEYMAP = KeyMap(flatten_chw={"classifier.1": (256, 6, 6)})
 
 
