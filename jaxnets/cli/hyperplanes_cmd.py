@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from jaxnets.cli.common import (
 )
 from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.methods.hyperplanes.config import ProjectionsConfig, ReinitConfig
+
+if TYPE_CHECKING:  # the runner imports JAX: only for the hints (start-up time)
+    from jaxnets.methods.hyperplanes.runner import ProjectionsResult, ReinitResult
 
 PROJECTIONS_DEFAULT = ProjectionsConfig()
 REINIT_DEFAULT = ReinitConfig()
@@ -83,7 +86,7 @@ def _check_path(path: str | Path | None, flag: str) -> None:
         raise CheckpointError(f"{flag} {path}: file or folder not found")
 
 
-def projections_from_options(opts: Mapping[str, Any]):
+def projections_from_options(opts: Mapping[str, Any]) -> ProjectionsResult:
     """The flags → ProjectionsConfig, the snapshot's model and data opened by the library, then
     the library's projections (files in ``--out``)."""
     from jaxnets.methods.hyperplanes.runner import check_pretrained
@@ -173,7 +176,7 @@ def reinit(
     info(f"wrote {result.files['json']} ({result.evaluations} evaluations, {result.seconds['grid']:.1f} s)")
 
 
-def reinit_from_options(opts: Mapping[str, Any]):
+def reinit_from_options(opts: Mapping[str, Any]) -> ReinitResult:
     """The flags → ReinitConfig, the donor list, the snapshot's model and test data opened by the
     library, then the library's reinit grid (files in ``--out``)."""
     from jaxnets.methods.hyperplanes.runner import reinit as run_reinit

@@ -89,7 +89,7 @@ class ProjectionsResult:
     recorded: list[LayerInfo]
     config: ProjectionsConfig
     dataset: str = ""
-    seed: Any = None
+    seed: int | str | None = None  # the snapshot's seed, else the config's
     weights: str = ""
     init_from: str = ""
     reference: dict[str, Any] | None = None
@@ -243,7 +243,7 @@ class ReinitResult:
     config: ReinitConfig
     num_classes: int
     dataset: str = ""
-    seed: Any = None
+    seed: int | str | None = None  # the snapshot's seed, else the config's
     weights: str = ""
     donors: list[str] = field(default_factory=list)
     evaluations: int = 0
