@@ -124,27 +124,27 @@ def test_swap_touches_exactly_the_chosen_leaves(trained):  # check 14
 
     from jaxnets.methods.hyperplanes.registry import registry_for
     from jaxnets.methods.hyperplanes.reinit import swap
-    from jaxnets.methods.hyperplanes.runner import load_model
+    from jaxnets.methods.hyperplanes.snapshots import open_snapshot
     from jaxnets.models.api import load_weights
     from jaxnets.transforms import names
 
-    ctx = load_model("digits_cnn", trained / "digits_cnn_final_6")
-    donor = load_weights(ctx.spec, ctx.module, trained / "digits_cnn_init_0")
-    before = jax.tree_util.tree_map(np.array, ctx.variables)
-    layers = registry_for(ctx.spec, ctx.module, ctx.variables)
+    net, _ = open_snapshot("digits_cnn", trained / "digits_cnn_final_6")
+    donor = load_weights(net.spec, net.module, trained / "digits_cnn_init_0")
+    before = jax.tree_util.tree_map(np.array, net.variables)
+    layers = registry_for(net.spec, net.module, net.variables)
     for layer in layers:
-        new = swap(ctx.variables, layer, donor)
-        flat_new, flat_old = names.flatten(new), names.flatten(ctx.variables)
+        new = swap(net.variables, layer, donor)
+        flat_new, flat_old = names.flatten(new), names.flatten(net.variables)
         differ = {k for k in flat_old if not np.array_equal(flat_new[k], flat_old[k])}
         assert differ == {f"params/{layer.path}/kernel"}  # convs here have no bias
         assert all(np.array_equal(flat_new[k], names.flatten(donor)[k]) for k in differ)
-        assert new["batch_stats"] is ctx.variables["batch_stats"]
-        with_bn = swap(ctx.variables, layer, donor, include_bn=True)
+        assert new["batch_stats"] is net.variables["batch_stats"]
+        with_bn = swap(net.variables, layer, donor, include_bn=True)
         differ = {k for k, v in names.flatten(with_bn).items() if not np.array_equal(v, flat_old[k])}
         assert differ == {f"params/{layer.path}/kernel", f"params/{layer.bn}/scale",
                           f"params/{layer.bn}/bias", f"batch_stats/{layer.bn}/mean",
                           f"batch_stats/{layer.bn}/var"}
-    jax.tree_util.tree_map(np.testing.assert_array_equal, before, ctx.variables)  # input unchanged
+    jax.tree_util.tree_map(np.testing.assert_array_equal, before, net.variables)  # input unchanged
 
 
 def test_surgery_swap_with_bias():  # check 14 with a conv bias (lenet)

@@ -17,12 +17,12 @@ def weights(shared_data):
 
 
 def test_projections_trained_vs_random_init(weights, tmp_path):
-    from jaxnets.methods.hyperplanes.runner import run_projections
+    from jaxnets.api import load
+    from jaxnets.methods.hyperplanes import ProjectionsConfig, projections
 
-    trained = run_projections({"model": "resnet20", "weights": weights, "normalize": True,
-                               "out": tmp_path / "t", "plots": False, "quiet": True})
-    init = run_projections({"model": "resnet20", "normalize": True, "seed": 0,
-                            "out": tmp_path / "i", "plots": False, "quiet": True})
+    config = ProjectionsConfig(normalize=True, seed=0, plots=False)
+    trained = projections(load("resnet20", weights), None, config, tmp_path / "t").results_json()
+    init = projections(load("resnet20", seed=0), None, config, tmp_path / "i").results_json()
     assert len(trained["layers"]) == len(init["layers"]) == 19
     assert init["layers_outside_null_band"] <= 1  # random init: the null model
     assert abs(init["net"]["mass"] - 0.5) <= 4 * 0.5 / (init["net"]["units"] ** 0.5)
@@ -33,13 +33,13 @@ def test_projections_trained_vs_random_init(weights, tmp_path):
 
 @pytest.mark.slow
 def test_reinit_grid_19_layers_with_rand(weights, cifar_exact, tmp_path):
-    from jaxnets.methods.hyperplanes.runner import run_reinit
+    from jaxnets.methods.hyperplanes import ReinitConfig, open_snapshot, run_reinit
 
     listing = tmp_path / "inits.txt"
     listing.write_text(f"{weights}\n")  # its own weights: must reproduce the baseline exactly
-    res = run_reinit({"model": "resnet20", "weights": weights, "inits_from": listing, "rand": True,
-                      "data": f"cifar10:{cifar_exact}", "limit": 256, "batch_size": 128,
-                      "out": tmp_path / "r", "quiet": True})
+    model, test = open_snapshot("resnet20", weights, f"cifar10:{cifar_exact}", limit=256)
+    res = run_reinit(model, test, ReinitConfig(rand=True, batch_size=128), tmp_path / "r",
+                     donors=listing).results_json()
     assert res["n_test"] == 256 and len(res["layers"]) == 19
     own = res["rows"]["resnet20-12fca82f"]
     assert own == [res["top1_test"]] * 19
