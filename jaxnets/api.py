@@ -25,13 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets.converters.safetensors_io import is_safetensors_path, safetensors_metadata
 from jaxnets.data.classes import parse_classes
 from jaxnets.data.loader import Batch
 from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
 from jaxnets.data.sources import Source
 from jaxnets.data.spec import open_source
-from jaxnets.data.transforms import normalization_for, normalize
+from jaxnets.data.transforms import normalize
 from jaxnets.errors import JaxnetsError
 from jaxnets.io import is_jaxnets_checkpoint, read_metadata, save_variables
 from jaxnets.models.api import (
@@ -42,7 +41,8 @@ from jaxnets.models.api import (
     load_weights,
     resolve,
 )
-from jaxnets.models.registry import NORMALIZATIONS, ModelSpec, model_names
+from jaxnets.models.registry import ModelSpec, model_names
+from jaxnets.models.weights import input_normalization, weights_preprocessing
 
 EXPORT_FORMATS = ("torch", "jaxnets", "npz", "safetensors")
 
@@ -110,16 +110,19 @@ class Model:
         host = jax.device_get(self.variables)
         if to == "jaxnets":
             return save_variables(path, host, {"model": self.name, "num_classes": self.num_classes,
-                                               "normalization": {"mean": list(self.mean), "std": list(self.std)}})
+                                               "preprocessing": {"mean": list(self.mean), "std": list(self.std),
+                                                                 "input_size": self.input_size,
+                                                                 "num_classes": self.num_classes}})
         target = claim_output_file(path, "export path")
         keymap = self.spec.keymap
         state = from_native(variables_to_state_dict(host, keymap), keymap.namings, keymap.native, keys)
         if to == "torch":
             return save_torch_state_dict(target, state)
         if to == "safetensors":
+            record = {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
+                      "num_classes": self.num_classes}
             save_safetensors_state(target, state, {"jaxnets.model": self.name,
-                                                   "jaxnets.normalization": json.dumps(
-                                                       {"mean": list(self.mean), "std": list(self.std)})})
+                                                   "jaxnets.preprocessing": json.dumps(record)})
         else:
             save_npz_state(target, state)
         return target
@@ -143,48 +146,21 @@ def load(model: str | ModelSpec, weights: str | Path | None = None, *, num_class
     checkpoint's recorded one, else the registry's.
     """
     spec = resolve(model)
-    meta = _weights_metadata(weights)
+    meta = read_metadata(weights) if weights is not None and is_jaxnets_checkpoint(Path(weights)) else {}
+    recorded = weights_preprocessing(weights)
+    if num_classes is None and recorded is not None and recorded.num_classes:
+        num_classes = recorded.num_classes
     if num_classes is None and isinstance(meta.get("num_classes"), int):
         num_classes = meta["num_classes"]
     num_classes = num_classes or spec.num_classes
     if data is not None:
         spec = adapt_to_data(spec, data.source, num_classes)
-    mean, std = _recorded_normalization(meta) or normalization_for(spec, None)
-    if normalize:
-        mean, std = normalization_for(spec, normalize)
+    mean, std = input_normalization(spec, weights, normalize)
     module = spec.create(num_classes)
     variables = (init_variables(spec, module, seed) if weights is None
                  else load_weights(spec, module, weights))
     return Model(spec=spec, module=module, variables=variables, mean=tuple(mean), std=tuple(std),
                  num_classes=num_classes, weights=Path(weights) if weights is not None else None)
-
-
-def _weights_metadata(weights: str | Path | None) -> dict[str, Any]:
-    """What the weights say of themselves: a jaxnets checkpoint's metadata, or the ``jaxnets.*``
-    entries of a safetensors header (written by :meth:`Model.export`)."""
-    if weights is None:
-        return {}
-    if is_jaxnets_checkpoint(Path(weights)):
-        return read_metadata(weights)
-    if not is_safetensors_path(weights):
-        return {}
-    meta: dict[str, Any] = {}
-    for key, text in safetensors_metadata(weights).items():
-        if key.startswith("jaxnets."):
-            try:
-                meta[key.removeprefix("jaxnets.")] = json.loads(text)
-            except json.JSONDecodeError:
-                meta[key.removeprefix("jaxnets.")] = text
-    return meta
-
-
-def _recorded_normalization(meta: Mapping) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    norm = meta.get("normalization")
-    if isinstance(norm, Mapping) and isinstance(norm.get("mean"), list) and isinstance(norm.get("std"), list):
-        return tuple(map(float, norm["mean"])), tuple(map(float, norm["std"]))
-    if isinstance(norm, str) and norm in NORMALIZATIONS:
-        return NORMALIZATIONS[norm]
-    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,29 @@ SCHEMA = "jaxnets.convert/1"
 FORMATS = ("jaxnets", "torch", "npz", "safetensors")
 
 
+def _preprocessing(spec, opts: dict, num_classes: int):
+    """What the written checkpoint records: --normalize given now, else the source's own record,
+    else the registry's default for the model (said so)."""
+    from dataclasses import replace
+
+    from jaxnets.data.transforms import normalization_for
+    from jaxnets.models.weights import Preprocessing, weights_preprocessing
+
+    if opts.get("normalize"):
+        mean, std = normalization_for(spec, opts["normalize"])
+        return Preprocessing(mean, std, input_size=spec.input_size, num_classes=num_classes,
+                             source=f"--normalize {opts['normalize']}")
+    found = weights_preprocessing(opts["checkpoint"])
+    if found is not None:
+        return replace(found, num_classes=num_classes)
+    mean, std = normalization_for(spec, None)
+    return Preprocessing(mean, std, input_size=spec.input_size, num_classes=num_classes,
+                         source=f"{spec.name}'s registry default ({spec.normalization})")
+
+
 def run_convert(opts: dict) -> dict:
+    import json
+
     import jax
     import numpy as np
 
@@ -42,8 +64,11 @@ def run_convert(opts: dict) -> dict:
     probe = _probe_input(spec)
     logits = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, probe))
 
+    recorded = _preprocessing(spec, opts, int(opts["num_classes"] or spec.num_classes))
     if opts["to"] == "jaxnets":
-        save_variables(target, variables, {"model": spec.name, "source": str(opts["checkpoint"])})
+        save_variables(target, variables, {"model": spec.name, "source": str(opts["checkpoint"]),
+                                           "num_classes": recorded.num_classes,
+                                           "preprocessing": recorded.to_json()})
     elif opts["to"] == "torch":
         from jaxnets.converters.torch_writer import save_torch_state_dict
 
@@ -51,7 +76,8 @@ def run_convert(opts: dict) -> dict:
     elif opts["to"] == "safetensors":
         from jaxnets.converters.safetensors_io import save_safetensors_state
 
-        save_safetensors_state(target, state)
+        save_safetensors_state(target, state, {"jaxnets.model": spec.name,
+                                               "jaxnets.preprocessing": json.dumps(recorded.to_json())})
     else:
         from jaxnets.converters.npz import save_npz_state
 
@@ -67,10 +93,12 @@ def run_convert(opts: dict) -> dict:
         "round_trip_nan": parity["nan"], "round_trip_inf": parity["inf"],
         "round_trip_nonfinite_mismatches": parity["nonfinite_mismatches"],
         "probe_logits_first_row": logits[0, :10].tolist(),
+        "preprocessing": recorded.to_json(),
     }
     write_json(run_dir / "conversion.json", report)
     print(f"read {source.format} ({source.naming} names) → writing {opts['to']}"
           + (f" ({keys} names)" if opts["to"] in ("torch", "safetensors", "npz") else ""))
+    print(f"preprocessing: {recorded.describe()}")
     print(f"{spec.name}: {report['tensors']} tensors, {report['params']:,} parameters → {target}")
     nonfinite = f" ({parity['nan']} NaN, {parity['inf']} inf in the weights)" if parity["nan"] or parity["inf"] else ""
     print(f"round trip max |Δ| = {round_trip:.3g}{nonfinite}; probe logits[0,:5] = "

@@ -12,8 +12,8 @@ def run_validate(opts: dict) -> dict:
 
     from jaxnets.data.pipeline import adapt_to_data, eval_loader
     from jaxnets.data.spec import open_source
-    from jaxnets.data.transforms import normalization_for
     from jaxnets.models.api import init_variables, load_weights, resolve
+    from jaxnets.models.weights import input_normalization
     from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
     from jaxnets.train.logging import write_config
     from jaxnets.ui import info, warn
@@ -31,7 +31,7 @@ def run_validate(opts: dict) -> dict:
     spec = adapt_to_data(spec, source, num_classes)
     run_dir = create_run_dir(opts["out"], "validate", spec.name)
     setup_jax(n_devices)
-    mean, std = normalization_for(spec, opts["normalize"])
+    mean, std = input_normalization(spec, opts["weights"], opts["normalize"])
     module = spec.create(num_classes)
     if opts["weights"] is None:
         warn(f"no --weights given: evaluating a randomly initialised {spec.name} (seed {opts['seed']})")

@@ -17,6 +17,7 @@ def convert(
     checkpoint: Annotated[Path, typer.Argument(help="PyTorch .th/.pth/.pt/.tar, .safetensors (or its .safetensors.index.json), .npz, or a jaxnets checkpoint folder.")],
     to: Annotated[str, typer.Option("--to", help="Output format: jaxnets | torch | safetensors | npz.")] = "jaxnets",
     keys: Annotated[str | None, typer.Option("--keys", help="Names to write with --to torch/safetensors: torchvision | timm (VGG, ResNet, DenseNet), official | timm (Mixer); default: the model's native. The input's naming is detected.")] = None,
+    normalize: Annotated[str | None, typer.Option("--normalize", help="Record this normalisation in the output (a name or 'm1,m2,m3/s1,s2,s3'); default: the checkpoint's own record or known weights, else the model's.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the registry's).")] = None,
     out: OutOpt = None,
     config: ConfigOpt = None,

@@ -114,10 +114,10 @@ def run_train(opts: dict) -> dict:
     import jax
 
     from jaxnets.data.pipeline import adapt_to_data, eval_loader, train_loader
-    from jaxnets.data.transforms import normalization_for
     from jaxnets.errors import JaxnetsError
     from jaxnets.io import checkpoint_problem, save_variables
     from jaxnets.models.api import init_variables, load_weights, resolve
+    from jaxnets.models.weights import input_normalization
     from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
     from jaxnets.train.checkpoint import resumed_run_folder
     from jaxnets.train.evaluate import evaluate as run_eval
@@ -150,7 +150,7 @@ def run_train(opts: dict) -> dict:
     if not opts["shuffle"] and not opts["split"]:
         warn("--shuffle is off (the original's default): training batches come in the same order every epoch")
     mean, std = ((0.0,) * spec.in_channels, (1.0,) * spec.in_channels) if opts["unnormalize"] \
-        else normalization_for(spec, opts["normalize"])
+        else input_normalization(spec, opts["pretrained"], opts["normalize"])
     module = spec.create(n_classes)
     if opts["pretrained"]:
         variables = load_weights(spec, module, opts["pretrained"])
@@ -188,7 +188,10 @@ def run_train(opts: dict) -> dict:
                  "noise_seed": opts["noise_seed"], "split": opts["split"], "split_seed": opts["split_seed"],
                  "seed": opts["seed"], "val_is_test": val_src is None,
                  # the size the model was fed (None: the data's own), for whoever loads the snapshot
-                 "upscale": opts.get("upscale"), "upscale_padding": opts.get("upscale_padding")}
+                 "upscale": opts.get("upscale"), "upscale_padding": opts.get("upscale_padding"),
+                 # what every later command feeds it (jaxnets.models.weights.weights_preprocessing)
+                 "preprocessing": {"mean": list(mean), "std": list(std), "num_classes": n_classes,
+                                   "input_size": int(train_src.image_shape[0]) if train_src.image_shape else None}}
 
     def snapshot(variables, label: str, epoch: int, **extra) -> None:
         target = snapshots / f"{spec.name}_{label}"

@@ -64,8 +64,9 @@ def test_export_then_import_is_bit_exact(tmp_path: Path) -> None:
         assert np.array_equal(np.asarray(flat_a[key]), np.asarray(flat_b[key])), key
     state, metadata = load_safetensors(path)
     assert metadata["jaxnets.model"] == "digits_cnn"
-    assert json.loads(metadata["jaxnets.normalization"]) == {"mean": list(load("digits_cnn").mean),
-                                                           "std": list(load("digits_cnn").std)}
+    default = load("digits_cnn")
+    assert json.loads(metadata["jaxnets.preprocessing"]) == {"mean": list(default.mean), "std": list(default.std),
+                                                           "input_size": 8, "num_classes": 10}
     assert state.keys() == load_file(str(path)).keys()  # the package reads what jaxnets wrote
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".th", ".npz")
+TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".th", ".npz", ".safetensors")
 
 
 def _stem(path: str | Path) -> str:
