@@ -387,9 +387,23 @@ def batch_norm(train: bool, name: str | None = None, dtype: Dtype = jnp.float32,
                name=name)
 
 
-def max_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0) -> jnp.ndarray:
-    """`torch.nn.MaxPool2d(window, stride, padding)` (floor mode, padding with −∞)."""
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pad2(padding))
+def max_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0, *,
+             ceil_mode: bool = False) -> jnp.ndarray:
+    """`torch.nn.MaxPool2d(window, stride, padding, ceil_mode=ceil_mode)` (padding with −∞).
+
+    ``ceil_mode``: torch's rule — ⌈(size + 2p − k) / s⌉ + 1 windows, less the last one if it would
+    start in the right padding — by padding the bottom/right edges with enough extra −∞.
+    """
+    if not ceil_mode:
+        return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pad2(padding))
+    pads = []
+    for size in x.shape[1:3]:
+        out = -(-(size + 2 * padding - window) // stride) + 1
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+        extra = max(0, (out - 1) * stride + window - (size + 2 * padding))
+        pads.append((padding, padding + extra))
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=tuple(pads))
 
 
 def avg_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0) -> jnp.ndarray:

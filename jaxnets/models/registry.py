@@ -14,7 +14,7 @@ from typing import Any
 from jaxnets.converters.keymaps import GENERIC, KeyMap
 from jaxnets.errors import UnknownModelError
 
-FAMILY_MODULES = ("cifar_resnet", "resnet", "vgg", "densenet", "mixer", "small")
+FAMILY_MODULES = ("cifar_resnet", "resnet", "vgg", "densenet", "mixer", "small", "googlenet", "mobilenet")
 
 # name → (mean, std) per RGB channel, applied to images scaled to [0, 1].
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

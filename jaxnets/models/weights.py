@@ -118,7 +118,8 @@ _TORCHVISION = ("resnet18-5c106cde", "resnet18-f37072fd", "resnet34-333f7ec4", "
                 "resnext101_32x8d-8ba56ff5", "wide_resnet50_2-95faca4d", "wide_resnet101_2-32ee1156",
                 "vgg11-bbd30ac9", "vgg11-8a719046", "vgg13-c768596a", "vgg13-19584684", "vgg16-397923af",
                 "vgg19-dcbb9e9d", "vgg11_bn-6002323d", "vgg13_bn-abd245e5", "vgg16_bn-6c64b313",
-                "vgg19_bn-c79401a0", "alexnet-owt-7be5be79", "alexnet-owt-4df8aa71", "densenet121-a639ec97")
+                "vgg19_bn-c79401a0", "alexnet-owt-7be5be79", "alexnet-owt-4df8aa71", "densenet121-a639ec97",
+                "mobilenet_v2-b0353104", "mobilenet_v3_small-047dcff4")
 KNOWN_WEIGHTS: dict[str, dict[str, Any]] = {
     # akamaster/pytorch_resnet_cifar10: trained with ImageNet mean/std (shared/data/README.md)
     **{f"{name}.th": _cifar10("imagenet") for name in (
@@ -126,6 +127,11 @@ KNOWN_WEIGHTS: dict[str, dict[str, Any]] = {
         "resnet110-1d1ed7c2", "resnet1202-f3b1deed")},
     # torchvision's ImageNet weights: resize 256 → centre crop 224, bilinear
     **{f"{name}.pth": _imagenet() for name in _TORCHVISION},
+    # torchvision's second MobileNetV2 recipe: resize 232 → centre crop 224
+    "mobilenet_v2-7ebf99e0.pth": _imagenet(crop_pct=224 / 232),
+    # torchvision's pretrained GoogLeNet runs with transform_input=True, which maps ImageNet-normalised
+    # channels to (x − 0.5) / 0.5: the same as feeding jaxnets' googlenet (transform off) mean = std = 0.5
+    "googlenet-1378be20.pth": _imagenet(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     # chenyaofo/pytorch-cifar-models (SeaM's CIFAR models): their training statistics (specs/seam.md §5.4)
     "cifar10_resnet20-4118986f.pt": _cifar10("cifar_2020"),
     "cifar10_vgg16_bn-6ee7ea24.pt": _cifar10("cifar_2020"),
