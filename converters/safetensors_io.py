@@ -121,6 +121,11 @@ def _read_file(path: Path, keys: set[str] | None = None) -> tuple[dict[str, np.n
     return state, metadata
 
 
+def _is_plain_file_name(name: object) -> bool:
+    """A shard named by an index must be a file beside it: no folders, no climbing out."""
+    return isinstance(name, str) and "/" not in name and "\\" not in name and not unsafe_member_name(name)
+
+
 def _read_index(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     if path.stat().st_size > MAX_INDEX_BYTES:
         raise CheckpointError(f"the index is over {format_bytes(MAX_INDEX_BYTES)} (crafted file?)")
@@ -133,7 +138,7 @@ def _read_index(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise CheckpointError("the index has no weight_map (expected {\"weight_map\": {tensor: shard file}})")
     shards: dict[str, set[str]] = {}
     for key, shard in weight_map.items():
-        if not isinstance(shard, str) or "/" in shard or "\\" in shard or unsafe_member_name(shard):
+        if not _is_plain_file_name(shard):
             raise CheckpointError(f"tensor {key!r}: shard {str(shard)[:80]!r} must be a file name beside the index")
         shards.setdefault(shard, set()).add(key)
     state: dict[str, np.ndarray] = {}
@@ -177,8 +182,7 @@ def safetensors_metadata(path: str | Path) -> dict[str, str]:
         index = json.loads(path.read_text("utf-8")) if path.stat().st_size <= MAX_INDEX_BYTES else {}
         shards = set(index.get("weight_map", {}).values()) if isinstance(index, dict) else set()
         metadata: dict[str, str] = {}
-        for shard in sorted(s for s in shards if isinstance(s, str) and "/" not in s and "\\" not in s
-                            and not unsafe_member_name(s) and (path.parent / s).is_file()):
+        for shard in sorted(s for s in shards if _is_plain_file_name(s) and (path.parent / s).is_file()):
             metadata.update(_header(path.parent / shard)[1])
         return metadata
     except (CheckpointError, OSError, ValueError, AttributeError):
