@@ -37,7 +37,7 @@ def run_convert(opts: dict) -> dict:
     from jaxnets.errors import JaxnetsError
     from jaxnets.io import save_variables
     from jaxnets.models.api import count_params, load_weights_from, resolve
-    from jaxnets.runtime import create_run_dir, write_json
+    from jaxnets.rundir import RunDir
 
     if opts["to"] not in FORMATS:
         raise JaxnetsError(f"--to must be one of {', '.join(FORMATS)}, got {opts['to']!r}")
@@ -50,7 +50,7 @@ def run_convert(opts: dict) -> dict:
         raise JaxnetsError(f"--keys {keys} applies to --to torch or safetensors")
     module = spec.create(opts["num_classes"] or spec.num_classes)
     variables, source = load_weights_from(spec, module, opts["checkpoint"])
-    run_dir = create_run_dir(opts["out"], "convert", spec.name)
+    run_dir = RunDir.create(opts["out"], "convert", spec.name)
     target = {"jaxnets": run_dir / "checkpoint", "torch": run_dir / f"{spec.name}.pth",
               "npz": run_dir / f"{spec.name}.npz",
               "safetensors": run_dir / f"{spec.name}.safetensors"}[opts["to"]]
@@ -95,7 +95,7 @@ def run_convert(opts: dict) -> dict:
         "probe_logits_first_row": logits[0, :10].tolist(),
         "preprocessing": recorded.to_json(),
     }
-    write_json(run_dir / "conversion.json", report)
+    run_dir.write_json("conversion.json", report)
     print(f"read {source.format} ({source.naming} names) → writing {opts['to']}"
           + (f" ({keys} names)" if opts["to"] in ("torch", "safetensors", "npz") else ""))
     print(f"preprocessing: {recorded.describe()}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnets.errors import JaxnetsError
-from jaxnets.runtime import create_run_dir
+from jaxnets.rundir import RunDir
 
 SUMMARY_SCHEMA = "jaxnets.demo/1"
 METHODS = ("decompose", "wfn", "probe", "seam", "hyperplanes")
@@ -67,7 +67,8 @@ def run_demo(out: str | Path | None = None, *, seed: int = 0, epochs: int = 15,
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise JaxnetsError(f"unknown demo method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    out = create_run_dir(out, "demo")
+    run_dir = RunDir.create(out, "demo")
+    out = run_dir.path
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -94,7 +95,7 @@ def run_demo(out: str | Path | None = None, *, seed: int = 0, epochs: int = 15,
         timings[name] = time.perf_counter() - t0
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     summary["report"] = str(out / "report.md")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run_dir.write_json("summary.json", summary)
     (out / "report.md").write_text(_report(summary, out))
     return summary
 

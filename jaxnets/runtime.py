@@ -266,8 +266,8 @@ def _finite_or_null(value: Any, where: str, found: list[str]) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, os.PathLike):  # Path, RunDir
+        return os.fspath(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (set, tuple)):

@@ -14,8 +14,8 @@ def run_validate(opts: dict) -> dict:
     from jaxnets.data.spec import open_source
     from jaxnets.models.api import init_variables, load_weights, resolve
     from jaxnets.models.weights import input_normalization
-    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
-    from jaxnets.train.logging import write_config
+    from jaxnets.rundir import RunDir
+    from jaxnets.runtime import parse_devices, setup_jax
     from jaxnets.ui import info, warn
 
     spec = resolve(opts["model"])
@@ -29,7 +29,7 @@ def run_validate(opts: dict) -> dict:
                          classes=parse_classes(opts["classes"]))
     num_classes = opts["num_classes"] or spec.num_classes
     spec = adapt_to_data(spec, source, num_classes)
-    run_dir = create_run_dir(opts["out"], "validate", spec.name)
+    run_dir = RunDir.create(opts["out"], "validate", spec.name)
     setup_jax(n_devices)
     mean, std = input_normalization(spec, opts["weights"], opts["normalize"])
     module = spec.create(num_classes)
@@ -46,7 +46,7 @@ def run_validate(opts: dict) -> dict:
         d, c = head_shape(variables["params"], spec.head)
         table = load_indices(opts["indices"], num_classes=c, num_features=d)
         mask = mask_tree(variables["params"], spec.head, table)
-    write_config(run_dir, opts, "validate")
+    run_dir.write_config(opts)
     mesh = _mesh(n_devices)
     loader = eval_loader(spec, source, opts["batch_size"])
     from jaxnets.train.evaluate import evaluate
@@ -67,7 +67,7 @@ def run_validate(opts: dict) -> dict:
         report["decomposed"] = {"indices": str(opts["indices"]), "k": int(table.shape[1]),
                                 **dec.to_json()}
         report["full_top1"], report["decomposed_top1"] = result.top1, dec.top1
-    write_json(run_dir / "results.json", report)
+    run_dir.write_json("results.json", report)
     if mask is not None and opts["save_logits"]:
         np.savez(run_dir / "logits_decomposed.npz", logits=dec.logits, labels=dec.labels,
                  indices=dec.indices)

@@ -11,7 +11,7 @@ jaxnets vs a PyTorch reference of the masked layers, on the same machine, thread
 * **Model.** ``resnet20`` with ``resnet20-12fca82f.th`` from ../shared/data (random weights with
   ``--weights none``); the PyTorch side loads the same weights (converted back with
   ``jaxnets.converters.convert.variables_to_state_dict``) and the same head.
-* **jaxnets.** ``Engine.step_joint`` of ``jaxnets.methods.seam.reengineer`` (a "head & mask" epoch:
+* **jaxnets.** ``Engine.step_joint`` of ``jaxnets.methods.seam.training`` (a "head & mask" epoch:
   scores at lr_mask, head at lr_head, one Adam with two groups), the jitted, donating step the
   re-engineering loop runs.
 * **PyTorch reference (spec §2.3/§2.5, the original's semantics).** Every Conv2d/Linear weight and
@@ -60,29 +60,34 @@ def main() -> None:
     import numpy as np
     from jaxnets.converters.convert import variables_to_state_dict
 
-    from jaxnets.methods.seam import core
-    from jaxnets.methods.seam.reengineer import Engine, SeamConfig
-    from jaxnets.methods.seam.runner import _loaders, prepare
+    from jaxnets.api import load
+    from jaxnets.methods.seam import ReengineerConfig, core
+    from jaxnets.methods.seam.loaders import open_split, target_loaders
+    from jaxnets.methods.seam.runner import target_problem
+    from jaxnets.methods.seam.training import Engine
 
     weights = None if args.weights.lower() == "none" else Path(args.weights)
     if weights is not None and not weights.is_file():
         raise SystemExit(f"{weights} not found (pass --weights none for random weights)")
-    prep = prepare({"model": args.model, "weights": weights, "data": args.data,
-                    "target": args.target, "limit": args.limit, "test_limit": 64, "seed": 0,
-                    "superclass_type": "predefined"})
-    spec, module, variables = prep["spec"], prep["module"], prep["variables"]
-    train_l, _, _ = _loaders(spec, prep["train"], prep["test"], 64, 0, True)
+    cfg = ReengineerConfig(target=args.target, limit=args.limit, test_limit=64, seed=0, lr_head=0.1, lr_mask=0.05,
+                           alpha=1.0)
+    partial = args.limit is not None
+    train_data = open_split(args.data, "train", partial=partial)
+    test_data = open_split(args.data, "test", partial=partial)
+    model = load(args.model, weights, data=test_data)
+    spec, module, variables = model.spec, model.module, model.variables
+    problem = target_problem(model, train_data, test_data, cfg)
+    train_l = target_loaders(spec, problem.train, problem.test, batch_size=64, seed=0, augment=True).train
     t0 = time.perf_counter()
     batches = [(b.images, b.labels, b.mask) for b in train_l.epoch(0)]
     loader_s = time.perf_counter() - t0
-    steps, n_images = len(batches), len(prep["train"])
-    cfg = SeamConfig(lr_head=0.1, lr_mask=0.05, alpha=1.0)
+    steps, n_images = len(batches), len(problem.train)
     params, bs = variables["params"], variables.get("batch_stats") or {}
     scores0 = core.init_scores(params)
     n_entries = core.num_entries(scores0)
-    num_classes, k = prep["num_classes"], prep["target"].num_targets
+    num_classes, k = model.num_classes, problem.target.num_targets
     head_mod, head0 = core.init_head(num_classes, k, 0)
-    eng = Engine(module, head_mod, prep["normalize"], cfg, n_entries)
+    eng = Engine(module, head_mod, (model.mean, model.std), cfg, n_entries)
     fresh = lambda: jax.tree_util.tree_map(jax.numpy.array, {"scores": scores0, "head": head0})  # noqa: E731
     state = {"t": fresh()}
     state["o"] = eng.opt_joint.init(state["t"])
@@ -120,8 +125,8 @@ def main() -> None:
               for pname, p in mod.named_parameters(recurse=False)}
     n_torch = sum(p.numel() for p in masked.values())
     assert n_torch == n_entries, (n_torch, n_entries)
-    mean = torch.tensor(prep["normalize"][0]).view(1, 3, 1, 1)
-    std = torch.tensor(prep["normalize"][1]).view(1, 3, 1, 1)
+    mean = torch.tensor(model.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.std).view(1, 3, 1, 1)
     t_batches = [((torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255),
                   torch.from_numpy(y).long(), torch.from_numpy(v)) for x, y, v in batches]
     head_w = np.asarray(head0["linear"]["kernel"]).T.copy()

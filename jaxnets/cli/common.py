@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +33,27 @@ NormOpt = Annotated[str | None, typer.Option("--normalize", help="Normalisation 
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint: PyTorch .th/.pth/.pt/.tar, .npz, or a jaxnets checkpoint folder.")]
 
 
+# The options every command has, added by @run_options (not repeated in each signature).
+_RUN_OPTIONS = [
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt),
+    inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DryRunOpt),
+    inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOpt),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOpt),
+]
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command ``--config``, ``--dry-run``, ``--verbose`` and ``--quiet`` (after its own flags).
+
+    The command declares ``**run_options``; typer sees the four in the signature and passes them
+    there, and :func:`resolve_options` reads them from the command's ``locals()``.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=own + _RUN_OPTIONS)
+    return command
+
+
 def load_config(path: Path | None, section: str) -> dict[str, Any]:
     """Option values from a TOML file: top-level keys, then the ``[section]`` table on top."""
     if path is None:
@@ -50,7 +73,8 @@ def load_config(path: Path | None, section: str) -> dict[str, Any]:
 
 def resolve_options(ctx: typer.Context, values: dict[str, Any], section: str) -> dict[str, Any]:
     """Merge ``--config`` values under the options the user did not type on the command line."""
-    values = {k: v for k, v in values.items() if k != "ctx"}
+    values = {k: v for k, v in {**values, **values.get("run_options", {})}.items()
+              if k not in ("ctx", "run_options")}
     config = load_config(values.get("config"), section)
     unknown = sorted(set(config) - set(values))
     if unknown:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from jaxnets.cli.common import ConfigOpt, DryRunOpt, OutOpt, QuietOpt, VerboseOpt, resolve_options
+from jaxnets.cli.common import OutOpt, resolve_options, run_options
 from jaxnets.convert import run_convert
 
 
+@run_options
 def convert(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name.")],
@@ -20,10 +21,7 @@ def convert(
     normalize: Annotated[str | None, typer.Option("--normalize", help="Record this normalisation in the output (a name or 'm1,m2,m3/s1,s2,s3'); default: the checkpoint's own record or known weights, else the model's.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the registry's).")] = None,
     out: OutOpt = None,
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Convert a checkpoint strictly (every tensor used, every leaf filled) and report parity.
 

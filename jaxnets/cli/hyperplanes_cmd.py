@@ -15,14 +15,11 @@ import typer
 from jaxnets.cli.common import (
     BatchOpt,
     ClassesOpt,
-    ConfigOpt,
-    DryRunOpt,
     LimitOpt,
     OutOpt,
-    QuietOpt,
     SeedOpt,
-    VerboseOpt,
     resolve_options,
+    run_options,
 )
 from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.methods.hyperplanes.config import ProjectionsConfig, ReinitConfig
@@ -41,6 +38,7 @@ LegacyOpt = Annotated[bool, typer.Option("--legacy-epoch-labels", help="The orig
 PlotsOpt = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")]
 
 
+@run_options
 def projections(
     ctx: typer.Context,
     model: ModelArg,
@@ -56,10 +54,7 @@ def projections(
     plots: PlotsOpt = PROJECTIONS_DEFAULT.plots,
     out: OutOpt = None,
     seed: SeedOpt = PROJECTIONS_DEFAULT.seed,
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Projection statistics of each filter on the all-ones vector: per-layer mean and mass P(p ≤ 0),
     network aggregate, distance from init → RUN/<name>.json (the original schema), results.json, PNGs.
@@ -136,6 +131,7 @@ def _print_table(rows: list[dict], net: Mapping, title: str) -> None:
           f"{net['mass']:6.3f} {net['mean']:9.4f}   (* = outside 0.5 ± 4·0.5/√O)")
 
 
+@run_options
 def reinit(
     ctx: typer.Context,
     model: ModelArg,
@@ -157,10 +153,7 @@ def reinit(
     plots: PlotsOpt = REINIT_DEFAULT.plots,
     out: OutOpt = None,
     seed: SeedOpt = REINIT_DEFAULT.seed,
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Layer re-initialisation robustness: swap each conv layer for an earlier snapshot's (or a
     fresh init's), evaluate top-1 → RUN/reinit_<name>.json (the original schema) and a heatmap PNG.

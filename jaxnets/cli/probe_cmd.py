@@ -7,23 +7,20 @@ original CLI's (trees 1, depth 15, seed 2, feature dimension 2500); flags given 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
     ClassesOpt,
-    ConfigOpt,
     DataOpt,
-    DryRunOpt,
     LimitOpt,
     NormOpt,
     OutOpt,
-    QuietOpt,
-    VerboseOpt,
     WeightsOpt,
     resolve_options,
+    run_options,
 )
 from jaxnets.methods.probe.config import ProbeConfig
 
@@ -34,6 +31,7 @@ probe_app = typer.Typer(help="Sparsity Probe: alpha-score per layer (random-fore
 
 
 @probe_app.command("run")
+@run_options
 def run(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
@@ -60,10 +58,7 @@ def run(
     umap_faithful: Annotated[bool, typer.Option("--umap-faithful", help="Subsample with replacement from RandomState(2), as the original.")] = False,
     out: OutOpt = None,
     batch_size: BatchOpt = DEFAULT.batch_size,
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Alpha-score of each layer → RUN/result.json, result.png (and clustering.png, umap.png).
 

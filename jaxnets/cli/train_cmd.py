@@ -10,29 +10,27 @@ decay and momentum.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
     ClassesOpt,
-    ConfigOpt,
     CoordinatorOpt,
     DataOpt,
     DevicesOpt,
-    DryRunOpt,
     LimitOpt,
     NumProcessesOpt,
     OutOpt,
     ProcessIdOpt,
-    QuietOpt,
     SeedOpt,
-    VerboseOpt,
     resolve_options,
+    run_options,
 )
 
 
+@run_options
 def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
@@ -77,10 +75,7 @@ def train(
     coordinator: CoordinatorOpt = None,
     num_processes: NumProcessesOpt = None,
     process_id: ProcessIdOpt = None,
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Train a model (snapshots, label noise, pixel shuffle, validation split, exact resume).
 

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
     ClassesOpt,
-    ConfigOpt,
     DataOpt,
     DevicesOpt,
-    DryRunOpt,
     LimitOpt,
     NormOpt,
     OutOpt,
-    QuietOpt,
     SeedOpt,
     SplitOpt,
-    VerboseOpt,
     WeightsOpt,
     resolve_options,
+    run_options,
 )
 from jaxnets.validate import run_validate
 
 
+@run_options
 def validate(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
@@ -43,10 +41,7 @@ def validate(
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
     devices: DevicesOpt = "1",
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Evaluate a model on a data set and write RUN/results.json.
 

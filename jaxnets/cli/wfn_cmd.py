@@ -7,21 +7,18 @@ The original's flag spellings work as aliases (``--distance_allowed``, ``--optim
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
-    ConfigOpt,
     DataOpt,
     DevicesOpt,
-    DryRunOpt,
     OutOpt,
-    QuietOpt,
     SeedOpt,
-    VerboseOpt,
     resolve_options,
+    run_options,
 )
 from jaxnets.methods.wfn.config import WFNConfig
 
@@ -32,6 +29,7 @@ wfn_app = typer.Typer(help="Weight Fixing Networks: a whole-network codebook of 
 
 
 @wfn_app.command("run")
+@run_options
 def run(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
@@ -61,10 +59,7 @@ def run(
     out: OutOpt = None,
     seed: SeedOpt = DEFAULT.seed,
     devices: DevicesOpt = "1",
-    config: ConfigOpt = None,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    **run_options: Any,
 ) -> None:
     """Fix every weight of a trained model to a small codebook in rounds (fine-tune, cluster, freeze).
 

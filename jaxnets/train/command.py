@@ -118,10 +118,10 @@ def run_train(opts: dict) -> dict:
     from jaxnets.io import checkpoint_problem, save_variables
     from jaxnets.models.api import init_variables, load_weights, resolve
     from jaxnets.models.weights import input_normalization
-    from jaxnets.runtime import create_run_dir, parse_devices, setup_jax, write_json
+    from jaxnets.rundir import RunDir
+    from jaxnets.runtime import parse_devices, setup_jax
     from jaxnets.train.checkpoint import resumed_run_folder
     from jaxnets.train.evaluate import evaluate as run_eval
-    from jaxnets.train.logging import write_config
     from jaxnets.train.loop import fit
     from jaxnets.train.state import TrainState
     from jaxnets.train.steps import make_train_step
@@ -145,7 +145,7 @@ def run_train(opts: dict) -> dict:
     # Several processes share one --out: process 0 writes the files (the others only join the
     # checkpoint saves), so only it applies the no-overwrite rule (the others may see its files).
     primary = jax.process_index() == 0
-    run_dir = create_run_dir(opts["out"], "train", spec.name, resume=opts["resume"] or not primary)
+    run_dir = RunDir.create(opts["out"], "train", spec.name, resume=opts["resume"] or not primary)
     setup_jax(n_devices)
     if not opts["shuffle"] and not opts["split"]:
         warn("--shuffle is off (the original's default): training batches come in the same order every epoch")
@@ -163,12 +163,12 @@ def run_train(opts: dict) -> dict:
         return {f"{name}_top1": r.top1, **({f"{name}_top5": r.top5} if r.top5 is not None else {})}
 
     if primary:
-        write_config(run_dir, opts, "train", resume_from=resumed_run_folder(opts["resume"], run_dir))
+        run_dir.write_config(opts, resume_from=resumed_run_folder(opts["resume"], run_dir))
     if opts["evaluate"] or opts["evaluate_train"]:
         src, name = (test_src, "test") if opts["evaluate"] else (train_src, "train")
         result = evaluate_on(variables, src, name)
         if primary:
-            write_json(run_dir / "results.json", {"schema": "jaxnets.train.evaluate/1", "model": spec.name, **result})
+            run_dir.write_json("results.json", {"schema": "jaxnets.train.evaluate/1", "model": spec.name, **result})
         print(f"{spec.name}: {name} top-1 {100 * result[f'{name}_top1']:.2f} %")
         return result
 
@@ -252,7 +252,7 @@ def run_train(opts: dict) -> dict:
               "run_dir": str(run_dir), "snapshots": str(snapshots),
               "final_snapshot": str(snapshots / f"{spec.name}_final_{finished}") if plateau["converged"] else None}
     if primary:
-        write_json(run_dir / "results.json", report)
+        run_dir.write_json("results.json", report)
     print(f"{spec.name}: test top-1 {100 * test['test_top1']:.2f} % after {finished} epoch(s); run folder {run_dir}")
     info(f"snapshots in {snapshots}")
     return report

@@ -54,8 +54,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, os.PathLike):  # Path, RunDir
+        return os.fspath(value)
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         return _jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):

@@ -1,6 +1,7 @@
 """One source for defaults: what `--dry-run` resolves (and `--help` shows) is the Config's default.
 
-For every command already in the library shape (probe run, wfn run, projections, reinit), each flag that is a Config
+For every command already in the library shape (probe run, wfn run, projections, reinit, the four of
+"Decomposing the Deep", seam reengineer/finetune), each flag that is a Config
 field resolves, untouched, to that field's default; a wrong-typed TOML value is one error line.
 """
 
@@ -13,8 +14,17 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli
 
+from jaxnets.methods.decompose.config import (
+    EssentialConfig,
+    FinetuneConfig,
+    IndicesConfig,
+    MutualInfoConfig,
+    parse_ks,
+)
 from jaxnets.methods.hyperplanes.config import ProjectionsConfig, ReinitConfig
 from jaxnets.methods.probe.config import ProbeConfig
+from jaxnets.methods.seam.config import FinetuneConfig as SeamFinetuneConfig
+from jaxnets.methods.seam.config import ReengineerConfig
 from jaxnets.methods.wfn.config import WFNConfig, parse_percentages
 
 COMMANDS = {
@@ -25,6 +35,12 @@ COMMANDS = {
     "projections": (["projections", "digits_cnn"], ProjectionsConfig, set()),
     # the model last: --help replaces it
     "reinit": (["reinit", "--weights", "w", "digits_cnn"], ReinitConfig, set()),
+    "indices": (["indices", "digits_cnn"], IndicesConfig, set()),
+    "finetune": (["finetune", "digits_cnn"], FinetuneConfig, set()),
+    "essential": (["essential"], EssentialConfig, set()),
+    "mutual-info": (["mutual-info"], MutualInfoConfig, set()),
+    "seam reengineer": (["seam", "reengineer", "digits_cnn"], ReengineerConfig, set()),
+    "seam finetune": (["seam", "finetune", "digits_cnn"], SeamFinetuneConfig, set()),
 }
 
 
@@ -50,18 +66,26 @@ def test_dry_run_defaults_are_the_config_defaults(name: str, capsys, monkeypatch
             continue
         if field == "percentages":
             value = parse_percentages(value)
+        if field in ("k", "k_keep") and value is not None:
+            value = parse_ks(value)
         assert value == getattr(default, field), field
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_help_shows_the_config_defaults(name: str, capsys, monkeypatch) -> None:
     args, config_cls, _ = COMMANDS[name]
-    code, out, _ = run_cli([*args[:-1], "--help"], capsys, monkeypatch)
+    code, out, _ = run_cli([*(args[:-1] if len(args) > 1 and args[-1] == "digits_cnn" else args), "--help"],
+                           capsys, monkeypatch)
     assert code == 0
     flat = " ".join(out.split())
     default = config_cls()
-    field = "batch_size" if hasattr(default, "batch_size") else "seed"
-    assert f"[default: {getattr(default, field)}]" in flat
+    if hasattr(default, "batch_size"):
+        shown = default.batch_size
+    elif hasattr(default, "seed"):
+        shown = default.seed
+    else:
+        shown = default.csg_order
+    assert f"[default: {shown}]" in flat
 
 
 @pytest.mark.parametrize("name,key,value", [
@@ -70,6 +94,10 @@ def test_help_shows_the_config_defaults(name: str, capsys, monkeypatch) -> None:
     ("wfn run", "fixing_epochs", "2.5"),
     ("projections", "normalize", '"yes"'),
     ("reinit", "batch_size", '"many"'),
+    ("finetune", "epochs", '"many"'),
+    ("indices", "batch_size", "1.5"),
+    ("seam reengineer", "alpha", '"big"'),
+    ("seam finetune", "pgd_steps", "2.5"),
 ])
 def test_wrong_typed_toml_value_is_one_line(name: str, key: str, value: str, tmp_path: Path, capsys,
                                             monkeypatch) -> None:
@@ -86,6 +114,10 @@ def test_wrong_typed_toml_value_is_one_line(name: str, key: str, value: str, tmp
     (["probe", "run", "digits_cnn", "--trees", "0"], "error: --trees must be at least 1 (got 0)"),
     (["reinit", "digits_cnn", "-w", "w", "--vmin", "1", "--vmax", "0"],
      "error: --vmax must be greater than vmin (1.0), got 0.0"),
+    (["finetune", "digits_cnn", "--indices", "x.json", "--epochs", "0"], "error: --epochs must be ≥ 1, got 0"),
+    (["seam", "reengineer", "digits_cnn", "--lr-mask", "0"], "error: --lr-mask must be > 0 (got 0.0)"),
+    (["seam", "finetune", "digits_cnn", "--prune-threshold", "2"],
+     "error: --prune-threshold must be in (0, 1] (got 2.0)"),
 ])
 def test_config_errors_speak_in_flags(args: list[str], message: str, capsys, monkeypatch) -> None:
     code, _, err = run_cli(args, capsys, monkeypatch)

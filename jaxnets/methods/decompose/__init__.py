@@ -6,7 +6,29 @@
 - :mod:`.essential` — the Gaussian-noise "essential features" experiment;
 - :mod:`.mutual_info` — pairwise MI of binary membership vectors;
 - :mod:`.csg` — CSG gates and the indices derived from them;
-- :mod:`.runners` — plain ``run_*`` functions behind the CLI and the demo.
+- :mod:`.config` — :class:`IndicesConfig`, :class:`FinetuneConfig`, :class:`EssentialConfig`,
+  :class:`MutualInfoConfig`: the one place for the defaults and checks;
+- :mod:`.runners` — the workflows ``indices``, ``finetune`` (= ``run``), ``essential`` and
+  ``mutual_info`` (Model + Data + Config + ``run_dir=None`` → typed result), and the demo.
 
 Specification: ``specs/decomposing-the-deep.md``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from jaxnets.methods.decompose.config import EssentialConfig, FinetuneConfig, IndicesConfig, MutualInfoConfig
+
+# The runners import JAX; ``indices``/``essential``/``mutual_info`` stay the submodules' names.
+_LAZY = {"run": "finetune", "finetune": "finetune", "FinetuneResult": "FinetuneResult",
+         "IndicesResult": "IndicesResult", "EssentialResult": "EssentialResult",
+         "MutualInfoResult": "MutualInfoResult"}
+__all__ = ["EssentialConfig", "FinetuneConfig", "IndicesConfig", "MutualInfoConfig", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("jaxnets.methods.decompose.runners"), _LAZY[name])
+    raise AttributeError(name)

@@ -1,441 +1,421 @@
-"""Plain ``run_*`` functions behind ``jaxnets indices|finetune|essential|mutual-info`` and the demo.
+"""The library behind ``jaxnets indices|finetune|essential|mutual-info`` and the demo.
 
-Each takes an ``opts`` dict (the resolved CLI options; missing keys take the defaults of
-:data:`DEFAULTS`), writes a run folder and returns a summary dict.
+Each workflow takes a :class:`jaxnets.api.Model` (and :class:`jaxnets.api.Data`), its Config from
+:mod:`.config` and an optional ``run_dir``; it returns a typed result whose ``to_json()`` is the
+``results.json`` the CLI writes. Nothing is written when ``run_dir`` is None.
 
-Normalisation: the option-A CIFAR ResNets (the "Decomposing the Deep" checkpoints) default to
-the method's CIFAR constants (0.491, 0.482, 0.447)/(0.247, 0.243, 0.261) as the original code
-uses them (spec §3.4 caveat); ``--normalize imagenet`` gives the checkpoint's own constants.
-Every other model uses its registry normalisation.
+Normalisation: the model's own ``mean``/``std``. The CLI opens the option-A CIFAR ResNets (the
+"Decomposing the Deep" checkpoints) with the method's CIFAR constants
+(0.491, 0.482, 0.447)/(0.247, 0.243, 0.261), as the original code uses them (spec §3.4
+caveat; :func:`method_normalization`); ``--normalize imagenet`` gives the checkpoint's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from jaxnets.api import Data, Model
+from jaxnets.data.pipeline import eval_loader, train_loader
+from jaxnets.data.transforms import normalization_for
 from jaxnets.errors import JaxnetsError
+from jaxnets.io import save_variables
+from jaxnets.methods.decompose.config import (
+    MI_DEFAULT_KS,
+    EssentialConfig,
+    FinetuneConfig,
+    IndicesConfig,
+    MutualInfoConfig,
+)
+from jaxnets.methods.decompose.csg import csg_indices
+from jaxnets.methods.decompose.essential import essential_counts, plot_essential, schema_view
+from jaxnets.methods.decompose.extract import extract_indices, plot_histograms
+from jaxnets.methods.decompose.features import all_features
+from jaxnets.methods.decompose.head import apply_head_mask, bake, final_weights, head_shape, mask_tree
+from jaxnets.methods.decompose.indices import load_indices, write_indices
+from jaxnets.methods.decompose.mutual_info import mi_score
+from jaxnets.rundir import RunDir
+from jaxnets.runtime import setup_jax
+from jaxnets.train.checkpoint import resumed_run_folder
+from jaxnets.train.evaluate import evaluate
+from jaxnets.train.loop import fit
+from jaxnets.train.state import TrainState
+from jaxnets.train.steps import make_train_step
+from jaxnets.transforms import names
+from jaxnets.ui import info, warn
 
-DEFAULTS: dict[str, Any] = {
-    "weights": None, "data": "digits", "split": "train", "limit": None, "classes": None,
-    "normalize": None, "num_classes": None, "out": None, "seed": 0, "batch_size": 128,
-    "devices": "1", "config": None, "verbose": 0, "quiet": False,
-    # indices
-    "k": "5", "k_keep": None,
-    # finetune
-    "indices": None, "epochs": 10, "lr": None, "eval_batch_size": 128, "eval_split": None,
-    "eval_limit": None, "resume": None, "checkpoint_every": None, "precision": "fp32",
-    "initial_eval": True, "export": True,
-    # essential / mutual-info
-    "csg_weights": None, "csg_indices": None, "csg_order": "ascending", "noise_mode": "replace",
-    "model": "resnet20", "num_features": None,
-}
+IndexTable = np.ndarray | str | Path  # a (C, k) table or its JSON file
 
 
-def _opts(opts: Mapping[str, Any]) -> dict[str, Any]:
-    return {**DEFAULTS, **{k: v for k, v in opts.items() if v is not None or k not in DEFAULTS}}
+def _uses_method_constants(spec: Any) -> bool:
+    return spec.family == "cifar_resnet" and spec.head == "linear" and spec.in_channels == 3
 
 
 def method_normalization(spec: Any, override: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from jaxnets.data.transforms import normalization_for
-
-    if not override and spec.family == "cifar_resnet" and spec.head == "linear" \
-            and spec.in_channels == 3:
+    """The method's normalisation: its CIFAR constants for the option-A CIFAR ResNets unless overridden."""
+    if not override and _uses_method_constants(spec):
         override = "cifar"
     return normalization_for(spec, override)
 
 
-def _parse_ks(text: Any) -> list[int]:
-    """Comma-separated positive integers, each once (e.g. ``5,10,20``); a one-line error otherwise."""
-    if isinstance(text, int):
-        items = [str(text)]
-    elif isinstance(text, list | tuple):
-        items = [str(k) for k in text]
-    else:
-        items = str(text).split(",")
-    stripped = [item.strip() for item in items]
-    try:
-        ks = [int(item) for item in stripped if item]
-    except ValueError:
-        raise JaxnetsError(f"--k must be comma-separated integers, e.g. 5,10,20 (got {text!r})") from None
-    if not ks:
-        raise JaxnetsError("--k needs at least one value")
-    if "" in stripped:
-        raise JaxnetsError(f"--k has an empty value (got {text!r}); write e.g. 5,10,20")
-    bad = [k for k in ks if k < 1]
-    if bad:
-        raise JaxnetsError(f"--k values must be at least 1 (got {bad[0]})")
-    twice = sorted({k for k in ks if ks.count(k) > 1})
-    if twice:
-        raise JaxnetsError(f"--k lists {twice[0]} twice")
-    return ks
+def with_method_normalization(model: Model) -> Model:
+    """``model`` with the original code's CIFAR constants where it uses them (the option-A CIFAR
+    ResNets); every other model keeps its own normalisation."""
+    if not _uses_method_constants(model.spec):
+        return model
+    mean, std = normalization_for(model.spec, "cifar")
+    return dataclasses.replace(model, mean=tuple(mean), std=tuple(std))
 
 
-def _parse_keep(text: Any) -> list[int]:
-    """``--k-keep``: one positive integer per ``--k`` value (repeats allowed)."""
-    if isinstance(text, int):
-        items = [str(text)]
-    elif isinstance(text, list | tuple):
-        items = [str(k) for k in text]
-    else:
-        items = str(text).split(",")
-    try:
-        keep = [int(item.strip()) for item in items]
-    except ValueError:
-        raise JaxnetsError(f"--k-keep must be comma-separated integers, one per --k value (got {text!r})") from None
-    if any(k < 1 for k in keep):
-        raise JaxnetsError(f"--k-keep values must be at least 1 (got {text!r})")
-    return keep
+def penultimate_width(model: Model) -> int:
+    """D, the penultimate width; checks that the head has the model's class count."""
+    d, c = head_shape(model.variables["params"], model.spec.head)
+    if c != model.num_classes:
+        raise JaxnetsError(f"{model.name}'s head has {c} classes, expected {model.num_classes}")
+    return d
 
 
-class _Model:
-    """A registered model with its data-adapted spec, module, variables and normalisation."""
-
-    def __init__(self, opts: Mapping[str, Any], source: Any, weights: Any, *, model: str | None = None):
-        from jaxnets.data.pipeline import adapt_to_data
-        from jaxnets.models.api import init_variables, load_weights, resolve
-        from jaxnets.ui import warn
-
-        spec = resolve(model or opts["model"])
-        self.num_classes = opts.get("num_classes") or spec.num_classes
-        self.spec = spec = adapt_to_data(spec, source, self.num_classes)
-        self.module = spec.create(self.num_classes)
-        if weights is None:
-            warn(f"no weights given: using a randomly initialised {spec.name} (seed {opts['seed']})")
-            self.variables = init_variables(spec, self.module, opts["seed"])
-        else:
-            self.variables = load_weights(spec, self.module, weights)
-        self.mean, self.std = method_normalization(spec, opts.get("normalize"))
-        from jaxnets.methods.decompose.head import head_shape
-
-        self.num_features, c = head_shape(self.variables["params"], spec.head)
-        if c != self.num_classes:
-            raise JaxnetsError(f"{spec.name}'s head has {c} classes, expected {self.num_classes}")
-
-    def load_table(self, path: Any) -> np.ndarray:
-        from jaxnets.methods.decompose.indices import load_indices
-
-        return load_indices(path, num_classes=self.num_classes, num_features=self.num_features)
-
-    def head(self) -> tuple[np.ndarray, np.ndarray]:
-        from jaxnets.transforms import names
-
-        node = names.get_subtree(self.variables["params"], self.spec.head)
-        return np.asarray(node["kernel"]), np.asarray(node["bias"])
+def index_table(model: Model, indices: IndexTable) -> np.ndarray:
+    """``indices`` as a checked (C, k) table for ``model``."""
+    if isinstance(indices, str | Path):
+        return load_indices(indices, num_classes=model.num_classes, num_features=penultimate_width(model))
+    return np.asarray(indices)
 
 
-def _source(opts: Mapping[str, Any], split: str, limit: Any = None) -> Any:
-    from jaxnets.data.classes import parse_classes
-    from jaxnets.data.spec import open_source
-
-    return open_source(opts["data"], split, limit=limit, classes=parse_classes(opts.get("classes")))
+def _head(model: Model) -> tuple[np.ndarray, np.ndarray]:
+    node = names.get_subtree(model.variables["params"], model.spec.head)
+    return np.asarray(node["kernel"]), np.asarray(node["bias"])
 
 
-def _run_dir(opts: Mapping[str, Any], command: str, model: str | None) -> Path:
-    from jaxnets.runtime import create_run_dir
+def _record(config: Any, provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+    """config.json's options: the Config's fields, then what the caller records (the CLI: its flags)."""
+    return {**dataclasses.asdict(config), **(provenance or {})}
 
-    return create_run_dir(opts.get("out"), command, model, resume=opts.get("resume"))
+
+def _normalization(model: Model) -> dict[str, tuple[float, ...]]:
+    return {"mean": model.mean, "std": model.std}
 
 
 # ---------------------------------------------------------------------------------- indices
 
 
-def run_indices(opts: Mapping[str, Any]) -> dict:
-    """Extract influential channels on the training split; one index JSON per k + counts + PNGs."""
-    from jaxnets.data.pipeline import eval_loader
-    from jaxnets.methods.decompose.extract import extract_indices, plot_histograms
-    from jaxnets.methods.decompose.indices import write_indices
-    from jaxnets.runtime import setup_jax, write_json
-    from jaxnets.train.logging import write_config
-    from jaxnets.ui import info
+@dataclasses.dataclass(frozen=True)
+class IndicesResult:
+    """Per k: the (C, k_keep) table, the per-class channel counts and top-k ℓ1 masses."""
 
-    opts = _opts(opts)
-    ks = _parse_ks(opts["k"])
-    keep = _parse_keep(opts["k_keep"]) if opts.get("k_keep") else None
-    if keep is not None and len(keep) != len(ks):
-        raise JaxnetsError("--k-keep needs one value per --k value")
-    source = _source(opts, opts["split"], opts["limit"])
-    m = _Model(opts, source, opts["weights"])
-    if max(ks) > m.num_features:
-        raise JaxnetsError(f"--k {max(ks)} exceeds the {m.num_features} penultimate channels of {m.spec.name}")
-    run_dir = _run_dir(opts, "indices", m.spec.name)
+    report: dict[str, Any]  # results.json
+    tables: dict[int, np.ndarray]
+    counts: dict[int, Any]
+    mass: dict[int, Any]
+    class_names: Sequence[str] | None = None
+    run_dir: RunDir | None = None
+    files: dict[int, str] = dataclasses.field(default_factory=dict)  # index JSON per k (with run_dir)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.report
+
+    def plot(self, path: str | Path, k: int | None = None) -> Path:
+        """The histograms of top-``k`` (default: the first k), kept channels in red."""
+        k = min(self.tables) if k is None else k
+        plot_histograms(Path(path), self.counts[k], self.tables[k], k, class_names=self.class_names)
+        return Path(path)
+
+
+def check_ks_fit(model: Model, config: IndicesConfig) -> int:
+    """D, after checking that every k fits the penultimate width."""
+    d = penultimate_width(model)
+    if max(config.k) > d:
+        raise JaxnetsError(f"--k {max(config.k)} exceeds the {d} penultimate channels of {model.name}")
+    return d
+
+
+def indices(model: Model, data: Data, config: IndicesConfig = IndicesConfig(),
+            run_dir: str | Path | RunDir | None = None,
+            *, provenance: Mapping[str, Any] | None = None) -> IndicesResult:
+    """Extract the influential channels per class on ``data`` (the method uses the training split)."""
+    d = check_ks_fit(model, config)
     setup_jax(None)
-    write_config(run_dir, opts, "indices")
-    loader = eval_loader(m.spec, source, opts["batch_size"])
-    order = sorted(set(ks))
-    ex = extract_indices(m.module, m.variables, loader, m.mean, m.std, order, m.num_classes,
-                         m.num_features, k_keep=[dict(zip(ks, keep or ks, strict=True))[k] for k in order])
-    files, diagnostics = {}, {}
+    run_dir = RunDir.of(run_dir, "indices", model.name)
+    if run_dir is not None:
+        run_dir.write_config(_record(config, provenance))
+    order = sorted(set(config.k))
+    ex = extract_indices(model.module, model.variables, eval_loader(model.spec, data.source, config.batch_size),
+                         model.mean, model.std, order, model.num_classes, d,
+                         k_keep=[config.keep_for(k) for k in order])
+    class_names = getattr(data.source, "class_names", None)
+    diagnostics, files = {}, {}
     for k in ex.ks:
-        path = write_indices(run_dir / f"{m.spec.name}_k{k}_indices.json", ex.tables[k])
-        files[k] = str(path)
-        plot_histograms(run_dir / f"histograms_k{k}.png", ex.counts[k], ex.tables[k], k,
-                        class_names=getattr(source, "class_names", None))
-        diagnostics[str(k)] = {"indices_file": str(path), "k_keep": int(ex.tables[k].shape[1]),
-                               "counts": ex.counts[k], "mass": ex.mass[k],
-                               "mean_mass": float(np.mean(ex.mass[k]))}
-    report = {"schema": "jaxnets.decompose.indices/1", "model": m.spec.name,
-              "weights": str(opts["weights"] or ""), "data": opts["data"], "split": opts["split"],
-              "normalization": {"mean": m.mean, "std": m.std}, "num_features": m.num_features,
-              "images_per_class": ex.images_per_class, "k": diagnostics}
-    write_json(run_dir / "results.json", report)
-    for k in ex.ks:
-        print(f"k={k}: {files[k]} (mean top-{k} mass {np.mean(ex.mass[k]):.3f})")
-    info(f"wrote {run_dir / 'results.json'} and histograms_k*.png")
-    return {"run_dir": str(run_dir), "files": files, "tables": ex.tables, "counts": ex.counts,
-            "mass": {k: float(np.mean(v)) for k, v in ex.mass.items()}}
+        if run_dir is not None:
+            files[k] = str(write_indices(run_dir / f"{model.name}_k{k}_indices.json", ex.tables[k]))
+        diagnostics[str(k)] = {"indices_file": files.get(k, ""), "k_keep": int(ex.tables[k].shape[1]),
+                               "counts": ex.counts[k], "mass": ex.mass[k], "mean_mass": float(np.mean(ex.mass[k]))}
+    weights = (provenance or {}).get("weights", model.weights)
+    report = {"schema": "jaxnets.decompose.indices/1", "model": model.name, "weights": str(weights or ""),
+              "data": data.text, "split": data.split, "normalization": _normalization(model),
+              "num_features": d, "images_per_class": ex.images_per_class, "k": diagnostics}
+    result = IndicesResult(report=report, tables=ex.tables, counts=ex.counts, mass=ex.mass,
+                           class_names=class_names, run_dir=run_dir, files=files)
+    if run_dir is not None:
+        for k in ex.ks:
+            result.plot(run_dir / f"histograms_k{k}.png", k)
+        run_dir.write_json("results.json", report)
+        info(f"wrote {run_dir / 'results.json'} and histograms_k*.png")
+    return result
 
 
 # -------------------------------------------------------------------------------- finetune
 
 
-def default_lr(spec: Any) -> float:
-    """1e-4 for CIFAR-size models, 1e-6 for ImageNet-size ones (the README's settings)."""
-    return 1e-6 if spec.input_size >= 128 else 1e-4
+@dataclasses.dataclass(frozen=True)
+class FinetuneResult:
+    """The fine-tuned variables (head not baked), the table and the top-1 before/after."""
+
+    report: dict[str, Any]  # results.json
+    variables: Any
+    table: np.ndarray
+    run_dir: RunDir | None = None
+
+    @property
+    def start_top1(self) -> float | None:
+        return self.report["start_top1"]
+
+    @property
+    def final_top1(self) -> float:
+        return self.report["final_top1"]
+
+    @property
+    def eval_split(self) -> str:
+        return self.report["eval_split"]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.report
 
 
-def _eval_source(opts: Mapping[str, Any]) -> tuple[Any, str]:
-    from jaxnets.errors import DataError
-
-    if opts.get("eval_split"):
-        return _source(opts, opts["eval_split"], opts["eval_limit"]), opts["eval_split"]
-    try:
-        return _source(opts, "test", opts["eval_limit"]), "test"
-    except DataError:  # ImageNet-style folders have val/, not test/
-        return _source(opts, "val", opts["eval_limit"]), "val"
-
-
-def run_finetune(opts: Mapping[str, Any]) -> dict:
-    """Fine-tune the whole network through the decomposed head (spec §3.4) and export it."""
-    import jax
-    import optax
-
-    from jaxnets.data.pipeline import eval_loader, train_loader
-    from jaxnets.io import save_variables
-    from jaxnets.methods.decompose.head import apply_head_mask, bake, final_weights, mask_tree
-    from jaxnets.methods.decompose.indices import write_indices
-    from jaxnets.runtime import parse_devices, setup_jax, write_json
-    from jaxnets.train.checkpoint import resumed_run_folder
-    from jaxnets.train.evaluate import evaluate
-    from jaxnets.train.logging import write_config
-    from jaxnets.train.loop import fit
-    from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_train_step
-    from jaxnets.ui import info
-
-    opts = _opts(opts)
-    if not opts.get("indices"):
-        raise JaxnetsError("finetune needs --indices FILE (the index JSON of the decomposed head)")
-    if opts["epochs"] < 1:
-        raise JaxnetsError("--epochs must be ≥ 1")
-    n_devices = parse_devices(opts["devices"])
+def finetune(model: Model, data: Data, config: FinetuneConfig = FinetuneConfig(),
+             run_dir: str | Path | RunDir | None = None,
+             *, test_data: Data, indices: IndexTable, resume: str | Path | None = None, devices: int | None = None,
+             provenance: Mapping[str, Any] | None = None) -> FinetuneResult:
+    """Fine-tune the whole network through the decomposed head (spec §3.4); with ``run_dir``,
+    export it with the head baked in."""
     mesh = None
-    if n_devices:
+    if devices:
         from jaxnets.train.parallel import check_divisible, make_mesh
 
-        mesh = make_mesh(n_devices)
-        check_divisible(opts["batch_size"], mesh)
-        check_divisible(opts["eval_batch_size"], mesh)
-    train_src = _source(opts, "train", opts["limit"])
-    eval_src, eval_split = _eval_source(opts)
-    m = _Model(opts, train_src, opts["weights"])
-    table = m.load_table(opts["indices"])
-    lr = opts["lr"] if opts["lr"] is not None else default_lr(m.spec)
-    run_dir = _run_dir(opts, "finetune", m.spec.name)
-    setup_jax(n_devices)
-    write_config(run_dir, {**opts, "lr": lr}, "finetune",
-                 resume_from=resumed_run_folder(opts["resume"], run_dir))
-    mask = mask_tree(m.variables["params"], m.spec.head, table)
+        mesh = make_mesh(devices)
+        check_divisible(config.batch_size, mesh)
+        check_divisible(config.eval_batch_size, mesh)
+    table = index_table(model, indices)
+    lr = config.lr_for(model.spec.input_size)
+    eval_split = test_data.split
+    recorded = {**_record(config, provenance), "lr": lr}
+    setup_jax(devices)
+    run_dir = RunDir.of(run_dir, "finetune", model.name, resume=resume)
+    if run_dir is not None:
+        run_dir.write_config(recorded, resume_from=resumed_run_folder(resume, run_dir))
+    mask = mask_tree(model.variables["params"], model.spec.head, table)
     if mesh is not None:
         from jaxnets.train.parallel import replicate
 
         mask = replicate(mesh, mask)
-    loader = train_loader(m.spec, train_src, opts["batch_size"], seed=opts["seed"], augment=True)
-    ev_loader = eval_loader(m.spec, eval_src, opts["eval_batch_size"])
+    loader = train_loader(model.spec, data.source, config.batch_size, seed=config.seed, augment=True)
+    ev_loader = eval_loader(model.spec, test_data.source, config.eval_batch_size)
 
     def eval_decomposed(variables: Mapping, description: str = "validate") -> Any:
-        return evaluate(m.module, variables, ev_loader, m.mean, m.std, m.num_classes,
-                        param_transform=apply_head_mask, transform_args=mask, mesh=mesh,
-                        description=description)
+        return evaluate(model.module, variables, ev_loader, model.mean, model.std, model.num_classes,
+                        param_transform=apply_head_mask, transform_args=mask, mesh=mesh, description=description)
 
     start = None
-    if opts["initial_eval"] and not opts["resume"]:
-        start = eval_decomposed(m.variables, "before").top1
+    if config.initial_eval and not resume:
+        start = eval_decomposed(model.variables, "before").top1
         info(f"decomposed {eval_split} top-1 before fine-tuning: {100 * start:.2f} %")
     # Adam (β = 0.9/0.999, ε = 1e-8 outside the root, no decay, no schedule) over every param.
-    state = TrainState.create(m.module, m.variables, optax.adam(lr), seed=opts["seed"])
-    step = make_train_step(m.module, normalize=(m.mean, m.std), param_transform=apply_head_mask,
-                           precision=opts["precision"], mesh=mesh)
+    # fit donates the state's buffers: train a copy so the caller's Model stays usable.
+    own = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), model.variables)
+    state = TrainState.create(model.module, own, optax.adam(lr), seed=config.seed)
+    step = make_train_step(model.module, normalize=(model.mean, model.std), param_transform=apply_head_mask,
+                           precision=config.precision, mesh=mesh)
 
     def eval_fn(state: Any) -> dict:
         r = eval_decomposed(state.variables)
         return {f"{eval_split}_top1": r.top1, f"{eval_split}_correct": r.correct}
 
-    result = fit(state, step, loader, epochs=opts["epochs"], run_dir=run_dir, eval_fn=eval_fn,
-                 resume=opts["resume"], model_name=m.spec.name,
-                 config=json.loads(json.dumps(opts, default=str)), transform_args=mask, mesh=mesh,
-                 checkpoint_every=opts["checkpoint_every"], progress=None)
+    result = fit(state, step, loader, epochs=config.epochs, run_dir=run_dir, eval_fn=eval_fn, resume=resume,
+                 model_name=model.name, config=json.loads(json.dumps(recorded, default=str)), transform_args=mask,
+                 mesh=mesh, checkpoint_every=config.checkpoint_every, progress=None)
     final = jax.device_get(result.state.variables)
     history = result.history
     last = next((r for r in reversed(history) if f"{eval_split}_top1" in r), None)
     final_top1 = last[f"{eval_split}_top1"] if last else eval_decomposed(final).top1
-    # Export with the decomposed head baked in: kernel zero outside the kept entries, so a
-    # plain dense forward of the exported model *is* the decomposed model.
-    baked = {**final, "params": bake(final["params"], m.spec.head, table)}
     exports: dict[str, str] = {}
+    if run_dir is not None:
+        exports = _write_finetuned(run_dir, model, final, table, config.export)
+    steps = int(jax.device_get(result.state.step))
+    provenance = provenance or {}
+    report = {"schema": "jaxnets.decompose.finetune/1", "model": model.name,
+              "weights": str(provenance.get("weights", model.weights) or ""),
+              "indices": str(provenance.get("indices", indices if isinstance(indices, str | Path) else "")),
+              "k": int(table.shape[1]), "data": data.text, "eval_split": eval_split,
+              "lr": lr, "batch_size": config.batch_size, "epochs_completed": steps // loader.steps_per_epoch,
+              "steps": steps, "normalization": _normalization(model),
+              "start_top1": start, "final_top1": final_top1, "history": history, "exports": exports}
+    if run_dir is not None:
+        run_dir.write_json("results.json", report)
+    return FinetuneResult(report=report, variables=final, table=table, run_dir=run_dir)
+
+
+def _write_finetuned(run_dir: Path, model: Model, final: Mapping, table: np.ndarray, export: bool) -> dict[str, str]:
+    """indices.json, final_weights.npz and (``export``) the model with the decomposed head baked in:
+    kernel zero outside the kept entries, so a plain dense forward *is* the decomposed model."""
     write_indices(run_dir / "indices.json", table)
-    v, beta = final_weights(final["params"], m.spec.head, table)
+    v, beta = final_weights(final["params"], model.spec.head, table)
     np.savez(run_dir / "final_weights.npz", final_weights=v, final_bias=beta, indices=table)
-    if opts["export"]:
-        from jaxnets.converters.torch_writer import export_variables
+    if not export:
+        return {}
+    from jaxnets.converters.torch_writer import export_variables
 
-        ck = run_dir / "finetuned"
-        if ck.exists():
-            import shutil
+    baked = {**final, "params": bake(final["params"], model.spec.head, table)}
+    ck = run_dir / "finetuned"
+    if ck.exists():
+        shutil.rmtree(ck)  # a resumed run re-exports its final state
+    save_variables(ck, baked, {"model": model.name, "num_classes": model.num_classes, "decomposed_head": True,
+                               "indices_k": int(table.shape[1]), "source": "jaxnets finetune"})
+    return {"jaxnets": str(ck), "torch": str(export_variables(run_dir / "finetuned.pth", baked, model.spec.keymap))}
 
-            shutil.rmtree(ck)  # a resumed run re-exports its final state
-        save_variables(ck, baked, {"model": m.spec.name, "num_classes": m.num_classes,
-                                   "decomposed_head": True, "indices_k": int(table.shape[1]),
-                                   "source": "jaxnets finetune"})
-        exports = {"jaxnets": str(ck),
-                   "torch": str(export_variables(run_dir / "finetuned.pth", baked, m.spec.keymap))}
-    report = {"schema": "jaxnets.decompose.finetune/1", "model": m.spec.name,
-              "weights": str(opts["weights"] or ""), "indices": str(opts["indices"]),
-              "k": int(table.shape[1]), "data": opts["data"], "eval_split": eval_split,
-              "lr": lr, "batch_size": opts["batch_size"], "epochs_completed":
-              int(jax.device_get(result.state.step)) // loader.steps_per_epoch,
-              "steps": int(jax.device_get(result.state.step)),
-              "normalization": {"mean": m.mean, "std": m.std},
-              "start_top1": start, "final_top1": final_top1, "history": history,
-              "exports": exports}
-    write_json(run_dir / "results.json", report)
-    before = f"{100 * start:.2f} % → " if start is not None else ""
-    print(f"{m.spec.name} decomposed (k={table.shape[1]}): {eval_split} top-1 {before}"
-          f"{100 * final_top1:.2f} % after {report['epochs_completed']} epoch(s); run folder {run_dir}")
-    return {**report, "run_dir": str(run_dir), "variables": final, "table": table}
+
+run = finetune  # the method's main workflow
 
 
 # ------------------------------------------------------------------------------- essential
 
 
-def run_essential(opts: Mapping[str, Any]) -> dict:
-    """Noise the influential vs the other pooled features ("ours" and, given CSG weights, "csg")."""
-    from jaxnets.data.pipeline import eval_loader
-    from jaxnets.methods.decompose.csg import csg_indices, load_gates
-    from jaxnets.methods.decompose.essential import essential_counts, plot_essential, schema_view
-    from jaxnets.methods.decompose.features import all_features
-    from jaxnets.runtime import setup_jax, write_json
-    from jaxnets.train.logging import write_config
-    from jaxnets.ui import info, warn
+@dataclasses.dataclass(frozen=True)
+class EssentialResult:
+    """Per run ("ours", "csg") and class: clean / noised-influential / noised-other counts."""
 
-    # The experiment is defined on the test split (spec §3.5); an explicit --split is honoured.
-    split = opts.get("split") or "test"
-    opts = {**_opts(opts), "split": split}
-    if not opts.get("indices"):
-        raise JaxnetsError("essential needs --indices FILE (our index JSON)")
-    if split != "test":
-        warn(f"essential on the {split} split: the paper's experiment uses the test split")
-    source = _source(opts, split, opts["limit"])
-    pairs: list[tuple[str, Any, Any]] = [("ours", opts["weights"], None)]
-    gates = None
-    if opts.get("csg_weights"):
-        gates = load_gates(opts["csg_weights"])
-        pairs.insert(0, ("csg", opts["csg_weights"], None))
-    elif opts.get("csg_indices"):
-        raise JaxnetsError("--csg-indices needs --csg-weights (the CSG model's checkpoint)")
-    run_dir = _run_dir(opts, "essential", opts["model"])
+    report: dict[str, Any]  # results.json
+    run_dir: RunDir | None = None
+
+    @property
+    def runs(self) -> dict[str, dict]:
+        return self.report["runs"]
+
+    @property
+    def totals(self) -> dict[str, dict[str, int]]:
+        return self.report["totals"]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.report
+
+    def schema_view(self) -> dict:
+        """``results_essential_features.json`` in the original's schema."""
+        return schema_view({k: self.runs[k] for k in ("ours", "csg") if k in self.runs})
+
+    def plot(self, path: str | Path) -> Path:
+        plot_essential(Path(path), self.runs)
+        return Path(path)
+
+
+def essential(model: Model, data: Data, config: EssentialConfig = EssentialConfig(),
+              run_dir: str | Path | RunDir | None = None,
+              *, indices: IndexTable, csg_model: Model | None = None, csg_gates: np.ndarray | None = None,
+              csg_indices_table: IndexTable | None = None,
+              provenance: Mapping[str, Any] | None = None) -> EssentialResult:
+    """Noise the influential vs the other pooled features of ``data`` ("ours"; with ``csg_model``
+    also "csg", whose table is ``csg_indices_table`` or derived from ``csg_gates``)."""
+    if data.split != "test":
+        warn(f"essential on the {data.split} split: the paper's experiment uses the test split")
     setup_jax(None)
-    write_config(run_dir, opts, "essential")
-    runs: dict[str, dict] = {}
-    tables: dict[str, list] = {}
-    for name, weights, _ in pairs:
-        m = _Model(opts, source, weights)
-        if name == "ours":
-            table = m.load_table(opts["indices"])
-        elif opts.get("csg_indices"):
-            table = m.load_table(opts["csg_indices"])
+    run_dir = RunDir.of(run_dir, "essential", model.name)
+    if run_dir is not None:
+        run_dir.write_config(_record(config, provenance))
+    ours_table = index_table(model, indices)
+    pairs: list[tuple[str, Model, np.ndarray]] = []
+    if csg_model is not None:
+        if csg_indices_table is not None:
+            table = index_table(csg_model, csg_indices_table)
         else:
-            ours_k = m.load_table(opts["indices"]).shape[1]
-            if gates.shape != (m.num_classes, m.num_features):
-                raise JaxnetsError(f"CSG gates have shape {gates.shape}, the model needs "
-                                   f"({m.num_classes}, {m.num_features})")
-            if opts["csg_order"] == "ascending":
+            d = penultimate_width(csg_model)
+            if csg_gates is None or csg_gates.shape != (csg_model.num_classes, d):
+                shape = None if csg_gates is None else csg_gates.shape
+                raise JaxnetsError(f"CSG gates have shape {shape}, the model needs ({csg_model.num_classes}, {d})")
+            if config.csg_order == "ascending":
                 warn("CSG indices: ascending gate order (the published files; the *least* used "
                      "channels) — pass --csg-order descending for the semantically right ones")
-            table = csg_indices(gates, ours_k, opts["csg_order"])
-        loader = eval_loader(m.spec, source, opts["batch_size"])
+            table = csg_indices(csg_gates, ours_table.shape[1], config.csg_order)
+        pairs.append(("csg", csg_model, table))
+    pairs.append(("ours", model, ours_table))
+    runs: dict[str, dict] = {}
+    tables: dict[str, list] = {}
+    for name, m, table in pairs:
+        loader = eval_loader(m.spec, data.source, config.batch_size)
         feats, labels, _ = all_features(m.module, m.variables, loader, m.mean, m.std, name)
-        kernel, bias = m.head()
-        runs[name] = essential_counts(feats, labels, kernel, bias, table, seed=opts["seed"],
-                                      run=name, mode=opts["noise_mode"])
+        kernel, bias = _head(m)
+        runs[name] = essential_counts(feats, labels, kernel, bias, table, seed=config.seed, run=name,
+                                      mode=config.noise_mode)
         tables[name] = table.tolist()
-    view = schema_view({k: runs[k] for k in ("ours", "csg") if k in runs})
-    write_json(run_dir / "results_essential_features.json", view)
-    plot_essential(run_dir / "essential.png", runs)
     totals = {run: {key: int(sum(r[key] for r in rows.values()))
                     for key in ("noise_at_inf", "noise_at_noninf", "clean", "total")}
               for run, rows in runs.items()}
-    report = {"schema": "jaxnets.decompose.essential/1", "seed": opts["seed"],
-              "noise_mode": opts["noise_mode"], "csg_order": opts["csg_order"] if gates is not None else None,
-              "data": opts["data"], "split": split, "runs": runs, "totals": totals, "indices": tables}
-    write_json(run_dir / "results.json", report)
-    for run, t in totals.items():
-        print(f"{run}: clean {t['clean']}/{t['total']}, influential noised {t['noise_at_inf']}/"
-              f"{t['total']}, others noised {t['noise_at_noninf']}/{t['total']}")
-    info(f"wrote {run_dir / 'results_essential_features.json'} and essential.png")
-    return {**report, "run_dir": str(run_dir)}
+    report = {"schema": "jaxnets.decompose.essential/1", "seed": config.seed, "noise_mode": config.noise_mode,
+              "csg_order": config.csg_order if csg_model is not None else None,
+              "data": data.text, "split": data.split, "runs": runs, "totals": totals, "indices": tables}
+    result = EssentialResult(report=report, run_dir=run_dir)
+    if run_dir is not None:
+        run_dir.write_json("results_essential_features.json", result.schema_view())
+        result.plot(run_dir / "essential.png")
+        run_dir.write_json("results.json", report)
+        info(f"wrote {run_dir / 'results_essential_features.json'} and essential.png")
+    return result
 
 
 # ----------------------------------------------------------------------------- mutual info
 
 
-MI_DEFAULT_KS = (5, 10, 20)  # the paper's table (spec §3.6)
+@dataclasses.dataclass(frozen=True)
+class MutualInfoResult:
+    """MI scores of our tables (by k) and of CSG in both gate orders, and the markdown table."""
+
+    report: dict[str, Any]  # results.json
+    table: str  # mutual_info.md
+    run_dir: RunDir | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.report
+
+    def write(self, run_dir: str | Path | RunDir, config: MutualInfoConfig,
+              provenance: Mapping[str, Any] | None = None) -> MutualInfoResult:
+        """config.json, mutual_info.md and results.json in ``run_dir``."""
+        run_dir = RunDir.of(run_dir, "mutual-info")
+        setup_jax(None)
+        run_dir.write_config(_record(config, provenance))
+        (run_dir / "mutual_info.md").write_text(self.table)
+        run_dir.write_json("results.json", self.report)
+        return dataclasses.replace(self, run_dir=run_dir)
 
 
-def _num_features(opts: Mapping[str, Any], gates: Any) -> int:
-    if opts.get("num_features"):
-        return int(opts["num_features"])
-    if gates is not None:
-        return int(gates.shape[1])
-    from jaxnets.methods.decompose.head import head_shape
-    from jaxnets.models.api import abstract_variables, resolve
-
-    spec = resolve(opts["model"])
-    module = spec.create(opts.get("num_classes") or spec.num_classes)
-    return head_shape(abstract_variables(spec, module)["params"], spec.head)[0]
-
-
-def run_mutual_info(opts: Mapping[str, Any]) -> dict:
-    """MI scores for our index files and, given the CSG checkpoint, CSG in both gate orders."""
-    from jaxnets.methods.decompose.csg import csg_indices, load_gates
-    from jaxnets.methods.decompose.indices import load_indices
-    from jaxnets.methods.decompose.mutual_info import mi_score
-    from jaxnets.runtime import setup_jax, write_json
-    from jaxnets.train.logging import write_config
-    from jaxnets.ui import warn
-
-    # --k has its own default here (DEFAULTS' "5" is the indices command's).
-    csg_ks_given = _parse_ks(opts["k"]) if opts.get("k") is not None else None
-    opts = {**_opts(opts), "k": opts.get("k")}
-    files = opts.get("indices") or []
-    if isinstance(files, str | Path):
-        files = [files]
-    if not files and not opts.get("csg_weights"):
+def mutual_info(tables: Sequence[np.ndarray], config: MutualInfoConfig = MutualInfoConfig(),
+                run_dir: str | Path | RunDir | None = None, *, num_features: int, gates: np.ndarray | None = None,
+                files: Sequence[str | Path] | None = None,
+                provenance: Mapping[str, Any] | None = None) -> MutualInfoResult:
+    """MI scores for our (C, k) ``tables`` (one per k) and, given the CSG ``gates``, CSG in both orders."""
+    d = num_features
+    if not tables and gates is None:
         raise JaxnetsError("mutual-info needs --indices FILE (repeatable) and/or --csg-weights")
-    if opts["csg_order"] not in ("ascending", "descending"):
-        raise JaxnetsError(f"--csg-order must be ascending or descending, got {opts['csg_order']!r}")
-    if csg_ks_given is not None and not opts.get("csg_weights"):
+    if config.k is not None and gates is None:
         raise JaxnetsError("--k chooses the k values of the CSG rows and needs --csg-weights; the Ours "
                            "rows come from the --indices files (one file per k)")
-    gates = load_gates(opts["csg_weights"]) if opts.get("csg_weights") else None
-    d = _num_features(opts, gates)
+    files = list(files) if files is not None else [""] * len(tables)
     ours: dict[int, dict] = {}
-    for f in files:
-        t = load_indices(f, num_features=d)
+    for f, t in zip(files, tables, strict=True):
         if gates is not None and t.shape[0] != gates.shape[0]:
             raise JaxnetsError(f"{f} has {t.shape[0]} classes, the CSG gates {gates.shape[0]}")
         k = int(t.shape[1])
@@ -444,7 +424,7 @@ def run_mutual_info(opts: Mapping[str, Any]) -> dict:
         ours[k] = {"file": str(f), **mi_score(t, d)}
     ours = dict(sorted(ours.items()))
     # CSG rows: every --k value; by default the k of the index files, else the paper's 5, 10, 20.
-    csg_ks = csg_ks_given or sorted(ours) or list(MI_DEFAULT_KS)
+    csg_ks = list(config.k or sorted(ours) or MI_DEFAULT_KS)
     too_big = [k for k in csg_ks if k > d]
     if too_big:
         raise JaxnetsError(f"--k {too_big[0]} exceeds the {d} penultimate channels")
@@ -452,38 +432,34 @@ def run_mutual_info(opts: Mapping[str, Any]) -> dict:
     if gates is not None:
         for order in ("ascending", "descending"):
             csg[order] = {k: mi_score(csg_indices(gates, k, order), d) for k in csg_ks}
+        if config.csg_order == "ascending":
+            warn("the CSG column uses the ascending gate order of the published files (the least "
+                 "used channels); the descending column is the semantically right selection")
     ks = sorted(set(ours) | set(csg_ks if gates is not None else ()))
-    if gates is not None and opts["csg_order"] == "ascending":
-        warn("the CSG column uses the ascending gate order of the published files (the least "
-             "used channels); the descending column is the semantically right selection")
-    run_dir = _run_dir(opts, "mutual-info", None)
-    setup_jax(None)
-    write_config(run_dir, opts, "mutual-info")
-    primary = opts["csg_order"]
-    other = "descending" if primary == "ascending" else "ascending"
-    head = ["k", "Ours", f"CSG ({primary})", f"CSG ({other})", "Ours off-diag",
-            f"CSG ({primary}) off-diag", f"CSG ({other}) off-diag"]
-    rows = []
-    for k in ks:
-        def cell(d_: Mapping | None, key: str) -> str:
-            return f"{d_[key]:.7f}" if d_ else "—"
-
-        o = ours.get(k)
-        cp = csg.get(primary, {}).get(k)
-        co = csg.get(other, {}).get(k)
-        rows.append([str(k), cell(o, "score"), cell(cp, "score"), cell(co, "score"),
-                     cell(o, "off_diagonal"), cell(cp, "off_diagonal"), cell(co, "off_diagonal")])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    table_md = "\n".join(lines) + "\n"
-    (run_dir / "mutual_info.md").write_text(table_md)
+    table_md = _mi_table(ks, ours, csg, config.csg_order)
     report = {"schema": "jaxnets.decompose.mutual_info/1", "num_features": d,
               "ours": {str(k): v for k, v in ours.items()},
               "csg": {o: {str(k): v for k, v in by_k.items()} for o, by_k in csg.items()},
-              "csg_order": primary, "csg_weights": str(opts.get("csg_weights") or "")}
-    write_json(run_dir / "results.json", report)
-    print(table_md, end="")
-    return {**report, "run_dir": str(run_dir), "table": table_md}
+              "csg_order": config.csg_order, "csg_weights": str((provenance or {}).get("csg_weights") or "")}
+    result = MutualInfoResult(report=report, table=table_md)
+    return result.write(run_dir, config, provenance) if run_dir is not None else result
+
+
+def _mi_table(ks: Sequence[int], ours: Mapping[int, dict], csg: Mapping[str, Mapping[int, dict]], primary: str) -> str:
+    other = "descending" if primary == "ascending" else "ascending"
+    head = ["k", "Ours", f"CSG ({primary})", f"CSG ({other})", "Ours off-diag",
+            f"CSG ({primary}) off-diag", f"CSG ({other}) off-diag"]
+
+    def cell(scores: Mapping | None, key: str) -> str:
+        return f"{scores[key]:.7f}" if scores else "—"
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in ks:
+        o, cp, co = ours.get(k), csg.get(primary, {}).get(k), csg.get(other, {}).get(k)
+        row = [str(k), cell(o, "score"), cell(cp, "score"), cell(co, "score"),
+               cell(o, "off_diagonal"), cell(cp, "off_diagonal"), cell(co, "off_diagonal")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------ demo
@@ -497,60 +473,39 @@ def run_digits(out: str | Path, *, weights: str | Path | None = None, seed: int 
     full vs decomposed, fine-tunes briefly, runs the essential experiment and the MI score.
     Returns the headline numbers; every step writes its own sub-folder of ``out``.
     """
-    import jax
-    import optax
-
-    from jaxnets.data.pipeline import adapt_to_data, train_loader
-    from jaxnets.data.spec import open_source
-    from jaxnets.io import save_variables
-    from jaxnets.methods.decompose.mutual_info import mi_score
-    from jaxnets.models.api import init_variables, resolve
-    from jaxnets.train.loop import fit
-    from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_train_step
-
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    base = {"data": "digits", "model": "digits_cnn", "seed": seed, "quiet": True}
-    if weights is None:
-        spec = resolve("digits_cnn")
-        train = open_source("digits", "train")
-        spec = adapt_to_data(spec, train, spec.num_classes)
-        module = spec.create()
-        from jaxnets.data.transforms import normalization_for
-
-        state = TrainState.create(module, init_variables(spec, module, seed), optax.adam(3e-3),
-                                  seed=seed)
-        step = make_train_step(module, normalize=normalization_for(spec))
-        res = fit(state, step, train_loader(spec, train, 64, seed=seed, augment=False),
-                  epochs=train_epochs, progress=False)
-        weights = out / "digits_cnn_trained"
-        if weights.exists():
-            import shutil
-
-            shutil.rmtree(weights)
-        save_variables(weights, jax.device_get(res.state.variables), {"model": spec.name})
-    ind = run_indices({**base, "weights": weights, "split": "train", "k": str(k),
-                       "out": out / "indices"})
-    index_file = ind["files"][k]
+    from jaxnets.api import load, open_data
     from jaxnets.validate import run_validate
 
+    out = RunDir.create(out, "decompose").path  # new or empty: nothing of an earlier run is replaced
+    train, test = open_data("digits", "train"), open_data("digits", "test")
+    if weights is None:
+        model = load("digits_cnn", None, data=train, seed=seed)
+        state = TrainState.create(model.module, model.variables, optax.adam(3e-3), seed=seed)
+        step = make_train_step(model.module, normalize=(model.mean, model.std))
+        res = fit(state, step, train_loader(model.spec, train.source, 64, seed=seed, augment=False),
+                  epochs=train_epochs, progress=False)
+        weights = out / "digits_cnn_trained"
+        save_variables(weights, jax.device_get(res.state.variables), {"model": model.name})
+    model = load("digits_cnn", weights, data=train, seed=seed)
+    # batch 128: the size these numbers were first produced with
+    ind = indices(model, train, IndicesConfig(k=(k,), batch_size=128, seed=seed), out / "indices",
+                  provenance={"weights": weights, "data": "digits", "split": "train", "model": "digits_cnn"})
+    index_file = ind.files[k]
     val = run_validate({"model": "digits_cnn", "weights": weights, "data": "digits", "split": "test",
                         "limit": None, "classes": None, "normalize": None, "num_classes": None,
                         "save_logits": False, "indices": index_file, "out": out / "validate",
                         "seed": seed, "batch_size": 128, "devices": "1"})
-    ft = run_finetune({**base, "weights": weights, "indices": index_file, "epochs": finetune_epochs,
-                       "lr": 1e-3, "batch_size": 64, "out": out / "finetune", "initial_eval": False})
-    ess = run_essential({**base, "weights": weights, "indices": index_file, "split": "test",
-                         "out": out / "essential"})
-    mi = mi_score(ind["tables"][k], 64)
+    ft = finetune(model, train, FinetuneConfig(epochs=finetune_epochs, lr=1e-3, batch_size=64, initial_eval=False,
+                                               seed=seed),
+                  out / "finetune", test_data=test, indices=index_file)
+    ess = essential(model, test, EssentialConfig(batch_size=128, seed=seed), out / "essential", indices=index_file)
+    mi = mi_score(ind.tables[k], 64)
+    ours = ess.totals["ours"]
     summary = {
         "k": k, "index_file": index_file, "full_top1": val["full_top1"],
-        "decomposed_top1": val["decomposed_top1"], "finetuned_top1": ft["final_top1"],
-        "essential_noise_at_inf": ess["totals"]["ours"]["noise_at_inf"],
-        "essential_noise_at_noninf": ess["totals"]["ours"]["noise_at_noninf"],
-        "essential_total": ess["totals"]["ours"]["total"], "mutual_info": mi["score"],
-        "mutual_info_off_diagonal": mi["off_diagonal"],
+        "decomposed_top1": val["decomposed_top1"], "finetuned_top1": ft.final_top1,
+        "essential_noise_at_inf": ours["noise_at_inf"], "essential_noise_at_noninf": ours["noise_at_noninf"],
+        "essential_total": ours["total"], "mutual_info": mi["score"], "mutual_info_off_diagonal": mi["off_diagonal"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -42,6 +42,7 @@ from jaxnets.methods.hyperplanes.snapshots import (
 )
 from jaxnets.methods.hyperplanes.stats import layer_table, projections_report
 from jaxnets.models.api import Variables, init_variables, load_weights
+from jaxnets.rundir import RunDir
 
 PROJECTIONS_SCHEMA = "jaxnets.hyperplanes.projections/1"
 REINIT_SCHEMA = "jaxnets.hyperplanes.reinit/1"
@@ -58,13 +59,10 @@ def check_pretrained(arch: str) -> None:
                            "alexnet and the torchvision VGGs)")
 
 
-def _write_run_config(run_dir: str | Path, command: str, model: Model, config: ProjectionsConfig | ReinitConfig,
-                      provenance: Mapping[str, Any] | None) -> Path:
-    from jaxnets.runtime import create_run_dir
-    from jaxnets.train.logging import write_config
-
-    folder = create_run_dir(run_dir, command, model.name)
-    write_config(folder, {"model": model.name, **(provenance or {}), **dataclasses.asdict(config)}, command)
+def _write_run_config(run_dir: str | Path | RunDir, command: str, model: Model,
+                      config: ProjectionsConfig | ReinitConfig, provenance: Mapping[str, Any] | None) -> RunDir:
+    folder = RunDir.of(run_dir, command, model.name)
+    folder.write_config({"model": model.name, **(provenance or {}), **dataclasses.asdict(config)})
     return folder
 
 
@@ -93,7 +91,7 @@ class ProjectionsResult:
     weights: str = ""
     init_from: str = ""
     reference: dict[str, Any] | None = None
-    run_dir: Path | None = None
+    run_dir: RunDir | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -155,7 +153,7 @@ def _variables_of(source: DonorSource, model: Model, what: str) -> Variables:
 
 
 def projections(model: Model, data: Data | None = None, config: ProjectionsConfig | None = None,
-                run_dir: str | Path | None = None, *, init_from: DonorSource | None = None,
+                run_dir: str | Path | RunDir | None = None, *, init_from: DonorSource | None = None,
                 pretrained: bool = False, provenance: Mapping[str, Any] | None = None) -> ProjectionsResult:
     """Projection statistics of ``model``'s filters on the all-ones vector (spec §2).
 
@@ -201,7 +199,6 @@ def projections(model: Model, data: Data | None = None, config: ProjectionsConfi
         reference=reference)
     if run_dir is None:
         return result
-    from jaxnets.runtime import write_json
 
     folder = _write_run_config(run_dir, "projections", model, config, provenance)
     result.run_dir = folder
@@ -210,7 +207,7 @@ def projections(model: Model, data: Data | None = None, config: ProjectionsConfi
     if config.plots:
         result.files["histograms"] = str(result.plot(folder / f"{name}_histograms.png", "histograms"))
         result.files["mass"] = str(result.plot(folder / f"{name}_mass.png", "mass"))
-    write_json(folder / "results.json", result.results_json())
+    folder.write_json("results.json", result.results_json())
     return result
 
 
@@ -249,7 +246,7 @@ class ReinitResult:
     evaluations: int = 0
     compilations: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-    run_dir: Path | None = None
+    run_dir: RunDir | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -301,7 +298,7 @@ def _donor_text(source: DonorSource | None) -> str:
     return str(source) if isinstance(source, (str, Path)) else "(variables)"
 
 
-def reinit(model: Model, data: Data, config: ReinitConfig | None = None, run_dir: str | Path | None = None, *,
+def reinit(model: Model, data: Data, config: ReinitConfig | None = None, run_dir: str | Path | RunDir | None = None, *,
            donors: str | Path | Sequence[tuple[str, DonorSource]] = (),
            provenance: Mapping[str, Any] | None = None) -> ReinitResult:
     """Layer re-initialisation robustness of the trained ``model`` on the test split ``data``.
@@ -379,7 +376,6 @@ def reinit(model: Model, data: Data, config: ReinitConfig | None = None, run_dir
         seconds={"setup_and_baseline": t_setup, "grid": t_grid, "per_evaluation": t_grid / max(1, evals - 1)})
     if folder is None:
         return result
-    from jaxnets.runtime import write_json
 
     result.run_dir = folder
     json_path = folder / f"reinit_{result.name}.json"
@@ -390,7 +386,7 @@ def reinit(model: Model, data: Data, config: ReinitConfig | None = None, run_dir
             result.files["heatmap"] = str(result.plot(folder / f"reinit_{result.name}.png"))
         else:
             warn("no rows: heatmap skipped")
-    write_json(folder / "results.json", result.results_json())
+    folder.write_json("results.json", result.results_json())
     return result
 
 

@@ -28,6 +28,7 @@ from jaxnets.methods.probe.config import ProbeConfig
 from jaxnets.methods.probe.forest import fit_forest, minmax_scale
 from jaxnets.methods.probe.reduce import check_feature_dimension, reduce_features
 from jaxnets.methods.probe.wavelets import forest_norms
+from jaxnets.rundir import RunDir
 
 SCHEMA = "jaxnets.probe/1"
 # Above this many bytes of layer outputs, each layer gets its own forward pass.
@@ -179,7 +180,7 @@ class ProbeResult:
 PROBE_SETTINGS = ("trees", "depth", "seed", "epsilon_1", "feature_dimension", "variant", "svd", "n_jobs")
 
 
-def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: str | Path | None = None, *,
+def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: str | Path | RunDir | None = None, *,
         test_data: Data | None = None, preset: str = "notebook") -> ProbeResult:
     """Alpha of each layer of ``model`` on ``data`` (the method uses the training split).
 
@@ -204,13 +205,9 @@ def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: st
             check_feature_dimension(config.feature_dimension, n, dims[name], name)
     provenance = {"preset": preset, "weights": str(model.weights or ""), "data": data.text, "split": data.split,
                   "limit": data.limit, "classes": data.classes}
+    run_dir = RunDir.of(run_dir, "probe", spec.name)
     if run_dir is not None:
-        from jaxnets.runtime import create_run_dir
-        from jaxnets.train.logging import write_config
-
-        run_dir = create_run_dir(run_dir, "probe", spec.name)
-        write_config(run_dir, {"model": spec.name, **provenance, **dataclasses.asdict(config), "layers": names},
-                     "probe")
+        run_dir.write_config({"model": spec.name, **provenance, **dataclasses.asdict(config), "layers": names})
     loader = eval_loader(spec, data.source, config.batch_size)
     indices = layer_indices(names)
     use_umap = config.only_umap or config.use_clustering
@@ -267,13 +264,13 @@ def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: st
         warn(f"no alpha for layer(s): {', '.join(failed)} (see 'error' in result.json)")
     if run_dir is not None:
         from jaxnets.methods.probe import plots
-        from jaxnets.runtime import versions, write_json
+        from jaxnets.runtime import versions
 
         if panels:
             plots.plot_umap_grid(panels, run_dir / "umap.png")
         if not config.only_umap:  # as the original: --only-umap writes pictures, no JSON
             doc = {**result.to_json(), "versions": versions()}
-            write_json(run_dir / "result.json", doc)
+            run_dir.write_json("result.json", doc)
             if any(r.alphas is not None for r in layers):
                 plots.plot_alphas(doc, run_dir / "result.png")
             plots.plot_clustering(doc, run_dir / "clustering.png")

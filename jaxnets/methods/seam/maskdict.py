@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from jaxnets.converters.convert import torch_key_to_flax, variables_to_state_dict
 from jaxnets.converters.keymaps import KeyMap
-
 from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.transforms import names
 

@@ -1,79 +1,60 @@
-"""Plain runners behind ``jaxnets seam …`` (and the demo): options dict in, summary dict out.
+"""SeaM's library entry point: ``reengineer(model, data, ReengineerConfig(...), run_dir=None, *,
+test_data) -> ReengineerResult`` (``jaxnets seam reengineer`` is a thin adapter over it; so is the
+demo's :func:`run_digits`). Also the saved-run tools behind ``seam flops`` / ``seam time``.
 
-Run folder (``OUT/lr_head_mask_{lr_head}_{lr_mask}_alpha_{alpha}``): ``config.json``,
-``metrics.jsonl`` (one row per epoch), ``metrics.json`` (acc, acc_pre, WRR, kept/N, FLOPs,
-chosen epoch, seed, flags), ``scores.msgpack`` + ``head.msgpack`` (the chosen snapshot),
-``pruned_params.msgpack`` (params ⊙ 1[s > 0] and batch_stats), ``masks.pth`` (the original
-mask-dict format), ``history.png`` and ``layer_retention.png``.
+Run folder (``run_dir``; the CLI names it ``OUT/lr_head_mask_{lr_head}_{lr_mask}_alpha_{alpha}``):
+``config.json``, ``metrics.jsonl`` (one row per epoch), ``metrics.json`` (acc, acc_pre, WRR,
+kept/N, FLOPs, chosen epoch, seed, flags), ``scores.msgpack`` + ``head.msgpack`` (the chosen
+snapshot), ``pruned_params.msgpack`` (params ⊙ 1[s > 0] and batch_stats), ``masks.pth`` (the
+original mask-dict format), ``history.png`` and ``layer_retention.png``. Without a ``run_dir``
+nothing is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from jaxnets.api import Data, Model, load
+from jaxnets.data.loader import Loader
+from jaxnets.data.pipeline import adapt_to_data
+from jaxnets.data.sources import Source
+from jaxnets.data.spec import open_source
 from jaxnets.errors import JaxnetsError
+from jaxnets.methods.seam import core, flops, maskdict, timing
+from jaxnets.methods.seam.config import ReengineerConfig, exclude_patterns
+from jaxnets.methods.seam.loaders import open_split, target_loaders
+from jaxnets.methods.seam.targets import Target, original_correct, parse_target, target_sources
+from jaxnets.methods.seam.training import train_masks
+from jaxnets.models.api import init_variables, load_weights, resolve
+from jaxnets.models.registry import NORMALIZATIONS, get_spec
+from jaxnets.rundir import RunDir
+from jaxnets.runtime import setup_jax, write_json
+from jaxnets.train.state import TrainState
+from jaxnets.train.steps import make_train_step, normalize_images
+from jaxnets.ui import info
 
 SCHEMA = "jaxnets.seam/1"
 
-DEFAULTS: dict[str, Any] = {
-    "weights": None, "data": "digits", "target": "binary:0", "superclass_type": "predefined",
-    "n_classes": None, "lr_head": 0.1, "lr_mask": 0.1, "alpha": 1.0, "epochs": 300,
-    "early_stop": -1, "batch_size": 64, "seed": 0, "limit": None, "test_limit": None,
-    "normalize": None, "augment": True, "num_classes": None, "exclude": None, "out": None,
-    "devices": "1", "plots": True,
-}
+
+def run_folder(out: str | Path, config: ReengineerConfig) -> Path:
+    """``out/lr_head_mask_{lr_head}_{lr_mask}_alpha_{alpha}``: as the original, one ``--out``
+    holds one sub-folder per setting (the no-overwrite rule applies to that sub-folder)."""
+    return Path(out) / maskdict.run_name(config.lr_head, config.lr_mask, config.alpha)
 
 
-def _check(opts: Mapping[str, Any]) -> None:
-    if opts["alpha"] is None or float(opts["alpha"]) < 0:
-        raise JaxnetsError(f"--alpha must be ≥ 0 (got {opts['alpha']})")
-    for key in ("lr_head", "lr_mask"):
-        if float(opts[key]) <= 0:
-            raise JaxnetsError(f"--{key.replace('_', '-')} must be > 0 (got {opts[key]})")
-    if int(opts["epochs"]) < 1:
-        raise JaxnetsError(f"--epochs must be at least 1 (got {opts['epochs']})")
-    if int(opts["batch_size"]) < 1:
-        raise JaxnetsError(f"--batch-size must be at least 1 (got {opts['batch_size']})")
-    es = int(opts["early_stop"])
-    if es == 0 or es < -1:
-        raise JaxnetsError(f"--early-stop must be -1 (never) or ≥ 1 (got {es})")
-
-
-def _loaders(spec: Any, train_src: Any, test_src: Any, batch: int, seed: int, augment: bool,
-             orig_src: Any = None) -> tuple:
-    from jaxnets.data import transforms
-    from jaxnets.data.loader import Loader
-
-    shape = getattr(test_src, "image_shape", None)
-    big = spec.input_size >= 128 and (shape is None or shape[0] != spec.input_size)
-    per_train = (transforms.imagenet_train if augment else transforms.imagenet_eval) if big else None
-    per_eval = transforms.imagenet_eval if big else None
-    batch_aug = transforms.cifar_augment if (augment and not big and shape is not None
-                                              and shape[0] == 32) else None
-    # Last partial batch kept (§2.6): padded to a fixed shape, the padding masked out of the loss.
-    train = Loader(train_src, batch, shuffle=True, seed=seed, drop_last=False, pad_last=True,
-                   per_image=per_train, augment=batch_aug)
-    test = Loader(test_src, batch, shuffle=False, pad_last=True, per_image=per_eval)
-    orig = Loader(orig_src, batch, shuffle=False, pad_last=True, per_image=per_eval) \
-        if orig_src is not None else None
-    return train, test, orig
-
-
-def original_accuracy(module: Any, variables: Mapping, loader: Any, normalize: Any, target: Any,
+def original_accuracy(module: Any, variables: Mapping, loader: Any, normalize: Any, target: Target,
                       mesh: Any = None) -> float:
     """The original model on the target test set, by the definition of §3.1."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxnets.methods.seam import core
-    from jaxnets.methods.seam.targets import original_correct
-    from jaxnets.train.steps import normalize_images
-
     bs = variables.get("batch_stats") or {}
     fn = jax.jit(lambda p, b, x: jnp.argmax(core.apply_backbone(module, p, b, normalize_images(x, normalize)), -1))
     preds, labels = [], []
@@ -85,141 +66,181 @@ def original_accuracy(module: Any, variables: Mapping, loader: Any, normalize: A
     return float(ok.mean()) if len(ok) else 0.0
 
 
-def prepare(opts: Mapping[str, Any]) -> dict:
-    """Model, weights, target and data of a re-engineering run (no training)."""
-    from jaxnets.data.pipeline import adapt_to_data
-    from jaxnets.data.spec import open_source
-    from jaxnets.data.transforms import normalization_for
-    from jaxnets.methods.seam.targets import parse_target, target_sources
-    from jaxnets.models.api import init_variables, load_weights, resolve
-    from jaxnets.ui import warn
+@dataclass(frozen=True)
+class TargetProblem:
+    """The target problem's data (§2.8): relabelled subsets, and the test subset with the original
+    labels (to score the original model)."""
 
-    spec = resolve(opts["model"])
-    cache = False if opts.get("limit") is not None else None
-    train = open_source(opts["data"], "train", cache=cache)
-    test = open_source(opts["data"], "test", cache=cache)
-    num_classes = int(opts.get("num_classes") or spec.num_classes)
-    target = parse_target(opts["target"], train.num_classes,
-                          superclass_type=opts.get("superclass_type") or "predefined",
-                          n_classes=opts.get("n_classes"), seed=int(opts.get("seed", 0)))
-    if max(target.classes) >= num_classes:
-        raise JaxnetsError(f"--target class {max(target.classes)} is out of range for {spec.name} "
-                           f"with {num_classes} classes")
-    spec = adapt_to_data(spec, test, num_classes)
-    module = spec.create(num_classes)
-    if opts.get("variables") is not None:
-        variables = opts["variables"]
-    elif opts.get("weights") is None:
-        warn(f"no --weights given: re-engineering a randomly initialised {spec.name}")
-        variables = init_variables(spec, module, int(opts.get("seed", 0)))
-    else:
-        variables = load_weights(spec, module, opts["weights"])
-    limit, test_limit = opts.get("limit"), opts.get("test_limit")
-    if test_limit is None:
-        test_limit = limit
-    train_src, _ = target_sources(train, target, limit)
-    test_src, test_orig = target_sources(test, target, test_limit)
-    normalize = normalization_for(spec, opts.get("normalize"))
-    return {"spec": spec, "module": module, "variables": variables, "target": target,
-            "train": train_src, "test": test_src, "test_orig": test_orig,
-            "num_classes": num_classes, "normalize": normalize}
+    target: Target
+    train: Source
+    test: Source
+    test_original: Source
 
 
-def _exclude(opts: Mapping[str, Any]) -> Any:
-    ex = opts.get("exclude")
-    if ex in (None, "", []):
-        return None
-    return [ex] if isinstance(ex, str) else list(ex)
+def config_target(config: ReengineerConfig, data: Data) -> Target:
+    """``config.target`` against the classes of ``data`` (one-line errors in the flags' words)."""
+    return parse_target(config.target, data.num_classes, superclass_type=config.superclass_type,
+                        n_classes=config.n_classes, seed=config.seed)
 
 
-def run_reengineer(opts: Mapping[str, Any]) -> dict:
-    """Re-engineer a model for a target problem; write the run folder; return the summary."""
-    import jax
+def target_problem(model: Model, data: Data, test_data: Data, config: ReengineerConfig) -> TargetProblem:
+    """Parse ``config.target`` against the data's classes and cut both splits to it."""
+    target = config_target(config, data)
+    if max(target.classes) >= model.num_classes:
+        raise JaxnetsError(f"--target class {max(target.classes)} is out of range for {model.name} "
+                           f"with {model.num_classes} classes")
+    test_limit = config.limit if config.test_limit is None else config.test_limit
+    train, _ = target_sources(data.source, target, config.limit)
+    test, test_original = target_sources(test_data.source, target, test_limit)
+    return TargetProblem(target, train, test, test_original)
 
-    from jaxnets.methods.seam import core, flops, maskdict
-    from jaxnets.methods.seam.reengineer import SeamConfig, reengineer
-    from jaxnets.runtime import create_run_dir, default_run_path, parse_devices, setup_jax, write_json
-    from jaxnets.train.logging import write_config
-    from jaxnets.ui import info
 
-    opts = {**DEFAULTS, **dict(opts)}
-    _check(opts)
-    n_devices = parse_devices(opts.get("devices"))
-    prep = prepare(opts)
-    spec, module, variables, target = prep["spec"], prep["module"], prep["variables"], prep["target"]
-    # As the original, one --out holds one sub-folder per (lr_head, lr_mask, alpha) setting; the
-    # no-overwrite rule applies to that sub-folder.
-    base = default_run_path(opts["out"], "seam", spec.name)
-    run_dir = create_run_dir(base / maskdict.run_name(opts["lr_head"], opts["lr_mask"], opts["alpha"]), "seam")
-    setup_jax(n_devices)
+@dataclass
+class ReengineerResult:
+    """A re-engineered module (``to_json()`` is metrics.json).
+
+    ``model`` is the pruned backbone (W ⊙ 1[s > 0], the original C logits) as a
+    :class:`jaxnets.Model`; ``head`` maps them to the target's K classes (:meth:`logits`).
+    """
+
+    model: Model
+    head: dict
+    scores: Any
+    target: Target
+    summary: dict[str, Any]
+    run_dir: RunDir | None = None
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.summary["acc"])
+
+    @property
+    def original_accuracy(self) -> float:
+        return float(self.summary["acc_pre"])
+
+    @property
+    def retention(self) -> float:
+        return float(self.summary["retention"])
+
+    @property
+    def flops(self) -> dict[str, Any]:
+        return self.summary["flops"]
+
+    def logits(self, images: Any) -> jnp.ndarray:
+        """K-way outputs of the module (pixel-unit NHWC images, as ``Model.__call__``)."""
+        head_module = core.ModuleHead(self.target.num_targets, self.model.num_classes)
+        return head_module.apply({"params": self.head}, self.model(images))
+
+    def to_json(self) -> dict[str, Any]:
+        return self.summary
+
+    def plot(self, path: str | Path) -> Path:
+        """Test accuracy and retention per epoch (history.png)."""
+        from jaxnets.methods.seam import plots
+
+        return plots.plot_history(self.history, Path(path), self.original_accuracy)
+
+    def plot_layers(self, path: str | Path) -> Path:
+        """Retention per masked layer (layer_retention.png)."""
+        from jaxnets.methods.seam import plots
+
+        return plots.plot_layer_retention(self.summary["layers"], Path(path))
+
+    def describe(self) -> str:
+        """The one line ``seam reengineer`` prints."""
+        s, fl = self.summary, self.flops
+        return (f"{s['model']} {self.target.describe()}: acc {s['acc']:.4f} (original {s['acc_pre']:.4f}), "
+                f"retention {s['retention']:.4f} ({s['kept']}/{s['n_entries']}), epoch {s['epoch']}"
+                f"{' (fallback)' if s['used_fallback'] else ''}; FLOPs {fl['flops_sparse'] / 1e6:.2f}M of "
+                f"{fl['flops_dense'] / 1e6:.2f}M")
+
+
+def reengineer(model: Model, data: Data, config: ReengineerConfig | None = None,
+               run_dir: str | Path | RunDir | None = None, *, test_data: Data | None = None,
+               devices: int | None = None, provenance: Mapping[str, Any] | None = None) -> ReengineerResult:
+    """Re-engineer ``model`` for ``config.target``: train on ``data``, select on ``test_data``
+    (§2.7; default: the test split of the same data); the result's ``model`` is the pruned net.
+
+    ``devices`` > 1 shards each batch over that many devices. ``provenance`` (the CLI's other
+    flags) is recorded in config.json next to the config.
+    """
+    config = config or ReengineerConfig()
+    if test_data is None:
+        test_data = open_split(data.text, "test", partial=config.limit is not None)
+    spec, module, variables = model.spec, model.module, model.variables
+    normalize = (model.mean, model.std)
+    problem = target_problem(model, data, test_data, config)
+    target = problem.target
+    run_dir = RunDir.of(run_dir, "seam reengineer")
+    setup_jax(devices)
     mesh = None
-    if n_devices and n_devices > 1:
+    if devices and devices > 1:
         from jaxnets.train.parallel import check_divisible, make_mesh
 
-        mesh = make_mesh(n_devices)
-        check_divisible(int(opts["batch_size"]), mesh)
-    cfg = SeamConfig(lr_head=float(opts["lr_head"]), lr_mask=float(opts["lr_mask"]),
-                     alpha=float(opts["alpha"]), epochs=int(opts["epochs"]),
-                     early_stop=int(opts["early_stop"]), seed=int(opts["seed"]))
-    train_l, test_l, orig_l = _loaders(spec, prep["train"], prep["test"], int(opts["batch_size"]),
-                                       int(opts["seed"]), bool(opts["augment"]), prep["test_orig"])
-    acc_pre = original_accuracy(module, variables, orig_l, prep["normalize"], target)
+        mesh = make_mesh(devices)
+        check_divisible(config.batch_size, mesh)
+    loaders = target_loaders(spec, problem.train, problem.test, batch_size=config.batch_size, seed=config.seed,
+                             augment=config.augment, test_original=problem.test_original)
+    acc_pre = original_accuracy(module, variables, loaders.original, normalize, target)
     if not 0 < acc_pre <= 1:
         raise JaxnetsError(f"the original model gets {acc_pre:.3f} on the target test set; SeaM's "
                            "selection needs an accuracy in (0, 1] (wrong --weights or data?)")
-    cfg_json = {k: v for k, v in opts.items() if k != "variables"}
-    write_config(run_dir, cfg_json, "seam reengineer", target=target.to_json())
-    info(f"SeaM {spec.name}: {target.describe()}; train {len(prep['train'])}, test "
-         f"{len(prep['test'])} images; original accuracy {acc_pre:.4f}")
-    jsonl = (run_dir / "metrics.jsonl").open("w")
+    jsonl = None
+    if run_dir is not None:
+        recorded = {"model": spec.name, "weights": model.weights, "data": data.text, "normalize": None,
+                    "num_classes": None, "out": run_dir, "devices": devices, **(provenance or {}),
+                    **dataclasses.asdict(config)}
+        run_dir.write_config(recorded, target=target.to_json())
+        jsonl = (run_dir / "metrics.jsonl").open("w")
+    info(f"SeaM {spec.name}: {target.describe()}; train {len(problem.train)}, test "
+         f"{len(problem.test)} images; original accuracy {acc_pre:.4f}")
 
     def on_epoch(row: dict) -> None:
-        jsonl.write(json.dumps(row) + "\n")
-        jsonl.flush()
+        if jsonl is not None:
+            jsonl.write(json.dumps(row) + "\n")
+            jsonl.flush()
         info(f"epoch {row['epoch']:3d} ({row['phase']}) loss {row['train_loss']:.4f} "
              f"acc {row['test_acc']:.4f} retention {row['retention']:.4f} ({row['event']})")
 
     try:
-        result = reengineer(module, variables, train_l, test_l, num_classes=prep["num_classes"],
-                            num_targets=target.num_targets, normalize=prep["normalize"],
-                            acc_pre=acc_pre, cfg=cfg, exclude=_exclude(opts), mesh=mesh,
-                            on_epoch=on_epoch)
+        result = train_masks(module, variables, loaders.train, loaders.test, num_classes=model.num_classes,
+                             num_targets=target.num_targets, normalize=normalize, acc_pre=acc_pre,
+                             cfg=config, exclude=config.exclude_patterns, mesh=mesh, on_epoch=on_epoch)
     finally:
-        jsonl.close()
+        if jsonl is not None:
+            jsonl.close()
     kept = core.count_kept(result.scores)
-    fl = flops.count_flops(module, jax.device_get(variables), spec.input_shape(1),
-                           scores=result.scores, head_shape=(prep["num_classes"], target.num_targets))
-    maskdict.save_tree(run_dir / "scores.msgpack", result.scores)
-    maskdict.save_tree(run_dir / "head.msgpack", result.head)
-    pruned = {"params": core.pruned_params(jax.device_get(variables["params"]), result.scores)}
-    if variables.get("batch_stats"):
-        pruned["batch_stats"] = jax.device_get(variables["batch_stats"])
-    pruned["head"] = result.head
-    maskdict.save_tree(run_dir / "pruned_params.msgpack", pruned)
-    maskdict.export_mask_dict(run_dir / "masks.pth", result.scores, result.head, spec.keymap)
+    host = jax.device_get(variables)
+    fl = flops.count_flops(module, host, spec.input_shape(1), scores=result.scores,
+                           head_shape=(model.num_classes, target.num_targets))
+    pruned = {"params": core.pruned_params(host["params"], result.scores)}
+    if host.get("batch_stats"):
+        pruned["batch_stats"] = host["batch_stats"]
     layers = core.per_layer_retention(result.scores)
     summary = {
-        "schema": SCHEMA, "model": spec.name, "weights": str(opts["weights"] or ""),
-        "data": opts["data"], "target": target.to_json(), "seed": int(opts["seed"]),
-        "lr_head": cfg.lr_head, "lr_mask": cfg.lr_mask, "alpha": cfg.alpha, "epochs_run": len(result.history),
-        "acc": result.acc, "acc_pre": acc_pre, "retention": kept / result.n_entries, "kept": kept,
-        "n_entries": result.n_entries, "epoch": result.epoch, "used_fallback": result.used_fallback,
-        "flops": fl, "params_original": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(variables["params"]))),
-        "layers": layers, "train_images": len(prep["train"]), "test_images": len(prep["test"]),
-        "run_dir": str(run_dir), "history": result.history,
+        "schema": SCHEMA, "model": spec.name, "weights": str(model.weights or ""),
+        "data": data.text, "target": target.to_json(), "seed": config.seed,
+        "lr_head": config.lr_head, "lr_mask": config.lr_mask, "alpha": config.alpha,
+        "epochs_run": len(result.history), "acc": result.acc, "acc_pre": acc_pre,
+        "retention": kept / result.n_entries, "kept": kept, "n_entries": result.n_entries,
+        "epoch": result.epoch, "used_fallback": result.used_fallback, "flops": fl,
+        "params_original": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(host["params"]))),
+        "layers": layers, "train_images": len(problem.train), "test_images": len(problem.test),
+        "run_dir": str(run_dir) if run_dir is not None else None, "history": result.history,
     }
-    write_json(run_dir / "metrics.json", summary)
-    if opts.get("plots", True):
-        from jaxnets.methods.seam import plots
-
-        plots.plot_history(result.history, run_dir / "history.png", acc_pre)
-        plots.plot_layer_retention(layers, run_dir / "layer_retention.png")
-    print(f"{spec.name} {target.describe()}: acc {result.acc:.4f} (original {acc_pre:.4f}), retention "
-          f"{summary['retention']:.4f} ({kept}/{result.n_entries}), epoch {result.epoch}"
-          f"{' (fallback)' if result.used_fallback else ''}; FLOPs {fl['flops_sparse'] / 1e6:.2f}M of "
-          f"{fl['flops_dense'] / 1e6:.2f}M")
-    info(f"wrote {run_dir}")
-    return summary
+    out = ReengineerResult(model=model.replace(pruned), head=result.head, scores=result.scores, target=target,
+                           summary=summary, run_dir=run_dir, history=result.history)
+    if run_dir is not None:
+        maskdict.save_tree(run_dir / "scores.msgpack", result.scores)
+        maskdict.save_tree(run_dir / "head.msgpack", result.head)
+        maskdict.save_tree(run_dir / "pruned_params.msgpack", {**pruned, "head": result.head})
+        maskdict.export_mask_dict(run_dir / "masks.pth", result.scores, result.head, spec.keymap)
+        run_dir.write_json("metrics.json", summary)
+        if config.plots:
+            out.plot(run_dir / "history.png")
+            out.plot_layers(run_dir / "layer_retention.png")
+    return out
 
 
 # --------------------------------------------------------------------------- saved runs
@@ -227,9 +248,6 @@ def run_reengineer(opts: Mapping[str, Any]) -> dict:
 
 def load_run(run: str | Path) -> dict:
     """Model, variables, scores and head of a finished run folder (from its config.json)."""
-    from jaxnets.methods.seam import core, maskdict
-    from jaxnets.models.api import init_variables, load_weights, resolve
-
     run = Path(run)
     cfg_path, met_path = run / "config.json", run / "metrics.json"
     if not cfg_path.is_file() or not met_path.is_file():
@@ -239,9 +257,6 @@ def load_run(run: str | Path) -> dict:
     spec = resolve(opts["model"])
     num_classes = int(opts.get("num_classes") or spec.num_classes)
     if spec.in_channels != 1 and opts["data"] == "digits":
-        from jaxnets.data.pipeline import adapt_to_data
-        from jaxnets.data.spec import open_source
-
         spec = adapt_to_data(spec, open_source("digits", "test"), num_classes)
     module = spec.create(num_classes)
     if opts.get("weights"):
@@ -256,7 +271,7 @@ def load_run(run: str | Path) -> dict:
         orig = run / "original_params.msgpack"
         if orig.is_file():
             variables = maskdict.load_tree(orig)
-    template = core.init_scores(variables["params"], _exclude(opts))
+    template = core.init_scores(variables["params"], exclude_patterns(opts.get("exclude")))
     scores = maskdict.load_tree(run / "scores.msgpack", template)
     head = maskdict.load_tree(run / "head.msgpack")
     return {"spec": spec, "module": module, "variables": variables, "scores": scores, "head": head,
@@ -264,11 +279,8 @@ def load_run(run: str | Path) -> dict:
 
 
 def run_flops(run: str | Path) -> dict:
-    from jaxnets.methods.seam import flops
-    from jaxnets.runtime import claim_output_file, write_json
-
     r = load_run(run)
-    claimed_flops = claim_output_file(Path(run) / "flops.json", "seam flops: result file")
+    claimed_flops = RunDir(run, "seam reengineer").new_file("flops.json", "seam flops: result file")
     k = int(r["metrics"]["target"]["num_targets"])
     out = flops.count_flops(r["module"], r["variables"], r["spec"].input_shape(1), scores=r["scores"],
                             head_shape=(r["num_classes"], k))
@@ -283,13 +295,10 @@ def run_flops(run: str | Path) -> dict:
 
 
 def run_time(run: str | Path, *, batch: int = 16, warmup: int = 3, repeats: int = 10) -> dict:
-    from jaxnets.methods.seam import timing
-    from jaxnets.runtime import claim_output_file, write_json
-
     if batch < 1 or repeats < 1 or warmup < 0:
         raise JaxnetsError("--batch and --repeats must be ≥ 1, --warmup ≥ 0")
     r = load_run(run)
-    claimed_time = claim_output_file(Path(run) / "time.json", "seam time: result file")
+    claimed_time = RunDir(run, "seam reengineer").new_file("time.json", "seam time: result file")
     out = timing.latency(r["module"], r["variables"], r["scores"], r["spec"].input_shape(1),
                          batch=batch, warmup=warmup, repeats=repeats)
     m = r["metrics"]
@@ -309,15 +318,6 @@ def run_time(run: str | Path, *, batch: int = 16, warmup: int = 3, repeats: int 
 
 def pretrain_digits(seed: int = 0, epochs: int = 15) -> dict:
     """A digits_cnn trained on scikit-learn's digits with the project's train step (seconds)."""
-    import optax
-
-    from jaxnets.data.loader import Loader
-    from jaxnets.data.spec import open_source
-    from jaxnets.models.api import init_variables
-    from jaxnets.models.registry import NORMALIZATIONS, get_spec
-    from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_train_step
-
     spec = get_spec("digits_cnn")
     module = spec.create()
     variables = init_variables(spec, module, seed)
@@ -333,25 +333,28 @@ def pretrain_digits(seed: int = 0, epochs: int = 15) -> dict:
 def run_digits(out: str | Path | None = None, *, target: str = "binary:3,8", epochs: int = 10,
                alpha: float = 1.0, lr_mask: float = 0.1, lr_head: float = 0.01, seed: int = 0,
                pretrain_epochs: int = 15, variables: Mapping | None = None) -> dict:
-    """SeaM on the demo model: digits_cnn (pretrained here unless ``variables``) + digits.
+    """SeaM on the demo model: digits_cnn (pretrained here unless ``variables``) + digits, written
+    to ``out/lr_head_mask_…`` (a temporary folder by default).
 
     Returns the headline numbers: retention, acc (re-engineered), acc_pre (original), FLOPs.
     """
     import tempfile
 
-    from jaxnets.methods.seam import maskdict
-
     if variables is None:
         variables = pretrain_digits(seed, pretrain_epochs)
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="seam-digits-"))
-    opts = {"model": "digits_cnn", "data": "digits", "target": target, "epochs": epochs,
-            "alpha": alpha, "lr_mask": lr_mask, "lr_head": lr_head, "seed": seed, "augment": False,
-            "out": Path(out), "variables": variables}
-    summary = run_reengineer(opts)
+    config = ReengineerConfig(target=target, epochs=epochs, alpha=alpha, lr_mask=lr_mask, lr_head=lr_head,
+                              seed=seed, augment=False)
+    train, test = open_split("digits", "train"), open_split("digits", "test")
+    model = load("digits_cnn", data=train, seed=seed).replace(variables)
+    result = reengineer(model, train, config, run_folder(out, config), test_data=test,
+                        provenance={"out": Path(out)})
+    print(result.describe())
+    info(f"wrote {result.run_dir}")
     # Keep the dense original next to the run so `seam flops/time` can rebuild it.
-    maskdict.save_tree(Path(summary["run_dir"]) / "original_params.msgpack", dict(variables))
-    return {"retention": summary["retention"], "acc": summary["acc"], "acc_pre": summary["acc_pre"],
-            "kept": summary["kept"], "n_entries": summary["n_entries"], "epoch": summary["epoch"],
-            "flops_dense": summary["flops"]["flops_dense"], "flops_sparse": summary["flops"]["flops_sparse"],
-            "run_dir": summary["run_dir"]}
+    maskdict.save_tree(result.run_dir / "original_params.msgpack", dict(variables))
+    s = result.summary
+    return {"retention": s["retention"], "acc": s["acc"], "acc_pre": s["acc_pre"], "kept": s["kept"],
+            "n_entries": s["n_entries"], "epoch": s["epoch"], "flops_dense": s["flops"]["flops_dense"],
+            "flops_sparse": s["flops"]["flops_sparse"], "run_dir": s["run_dir"]}

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from jaxnets.api import Data, Model
 from jaxnets.errors import JaxnetsError
 from jaxnets.methods.wfn.clustering import cluster, threshold_schedule
 from jaxnets.methods.wfn.config import WFNConfig
+
+if TYPE_CHECKING:
+    from jaxnets.rundir import RunDir
 
 RESULTS_SCHEMA = "jaxnets.wfn/1"
 
@@ -100,7 +103,7 @@ def _find_resume_round(run_dir: Path, resume: Any, percentages: list[float]) -> 
     return t
 
 
-def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str | Path | None = None, *,
+def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str | Path | RunDir | None = None, *,
         test_data: Data, resume: str | int | float | None = None, devices: int | None = None,
         provenance: dict[str, Any] | None = None) -> WFNResult:
     """Weight Fixing Networks on ``model``: fine-tune on ``data``, test on ``test_data``, one
@@ -126,9 +129,9 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         wfn_args,
     )
     from jaxnets.models.api import abstract_variables
-    from jaxnets.runtime import create_run_dir, setup_jax, write_json
+    from jaxnets.rundir import RunDir
+    from jaxnets.runtime import setup_jax
     from jaxnets.train.evaluate import evaluate
-    from jaxnets.train.logging import MetricsWriter, write_config
     from jaxnets.train.state import TrainState
     from jaxnets.train.steps import make_train_step
     from jaxnets.transforms.codebook import Codebook
@@ -145,7 +148,7 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         check_divisible(int(o.batch_size), mesh)
     train_src, test_src = data.source, test_data.source
     if run_dir is not None:
-        run_dir = create_run_dir(run_dir, "wfn", spec.name, resume=resume)
+        run_dir = RunDir.of(run_dir, "wfn run", spec.name, resume=resume)
     elif resume is not None:
         raise JaxnetsError("resume needs the run_dir of the run to continue")
     setup_jax(devices)
@@ -167,13 +170,13 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
     loader = train_loader(spec, train_src, int(o.batch_size), seed=int(o.seed),
                           augment=bool(o.augment), shuffle=True)
     if loader.steps_per_epoch < 1:
-        raise JaxnetsError(f"--batch-size {o['batch_size']} is larger than the training set "
+        raise JaxnetsError(f"--batch-size {o.batch_size} is larger than the training set "
                            f"({len(train_src)})")
 
     recorded = json.loads(json.dumps({"model": spec.name, **(provenance or {}), **dataclasses.asdict(o)},
                                      default=str))
     if run_dir is not None:
-        write_config(run_dir, {**recorded, "resume": resume, "devices": devices}, "wfn run", model=spec.name)
+        run_dir.write_config({**recorded, "resume": resume, "devices": devices}, model=spec.name)
 
     # ---- start: pretrained (or pretrained here) weights, or a round checkpoint
     if resume_t is not None:
@@ -212,8 +215,8 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         rows, global_step, start = [], 0, 0
         info(f"baseline: test top-1 {100 * base_acc:.2f} %, {baseline['unique_all']} unique values")
 
-    writer = (MetricsWriter(run_dir, resume_step=global_step if resume_t is not None else None,
-                            tensorboard=bool(o.tensorboard)) if run_dir is not None else _NoMetrics())
+    writer = (run_dir.metrics(resume_step=global_step if resume_t is not None else None,
+                              tensorboard=bool(o.tensorboard)) if run_dir is not None else _NoMetrics())
     try:
         for t in range(start, rounds):
             p, a_t, n_ep = percentages[t], thresholds[t], epochs[t]
@@ -354,7 +357,7 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         "seconds": time.perf_counter() - t_start, "resumed_from_round": resume_t,
     }
     if run_dir is not None:
-        write_json(run_dir / "results.json", results)
+        run_dir.write_json("results.json", results)
     summary = {
         "model": spec.name, "run_dir": str(run_dir) if run_dir is not None else None,
         "baseline_accuracy": baseline["accuracy"],

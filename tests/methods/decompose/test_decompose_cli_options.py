@@ -29,11 +29,12 @@ def test_essential_honours_split_train(tmp_path: Path, capsys, monkeypatch) -> N
 
 
 def test_essential_default_is_the_test_split(tmp_path: Path) -> None:
-    from jaxnets.methods.decompose.runners import run_essential
+    from jaxnets.api import load, open_data
+    from jaxnets.methods.decompose import EssentialConfig, runners
 
-    r = run_essential({"model": "digits_cnn", "data": "digits", "indices": _index_file(tmp_path, 5),
-                       "out": tmp_path / "run", "quiet": True})
-    assert r["split"] == "test" and r["totals"]["ours"]["total"] == 360
+    test = open_data("digits", "test")
+    r = runners.essential(load("digits_cnn", data=test), test, EssentialConfig(), indices=_index_file(tmp_path, 5))
+    assert r.report["split"] == "test" and r.totals["ours"]["total"] == 360
 
 
 def test_mutual_info_ours_rows_for_every_index_file(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -54,7 +55,7 @@ def test_mutual_info_ours_rows_for_every_index_file(tmp_path: Path, capsys, monk
 ])
 def test_k_values_are_checked(value: str, fragment: str) -> None:
     from jaxnets.errors import JaxnetsError
-    from jaxnets.methods.decompose.runners import _parse_ks
+    from jaxnets.methods.decompose.config import parse_ks
 
     with pytest.raises(JaxnetsError, match=fragment):
-        _parse_ks(value)
+        parse_ks(value)

@@ -12,8 +12,9 @@ import pytest
 
 from jaxnets.data.loader import Loader
 from jaxnets.data.spec import open_source
-from jaxnets.methods.seam.reengineer import SeamConfig, reengineer
+from jaxnets.methods.seam.config import ReengineerConfig
 from jaxnets.methods.seam.targets import parse_target, target_sources
+from jaxnets.methods.seam.training import train_masks
 from jaxnets.models.api import init_variables
 from jaxnets.models.registry import NORMALIZATIONS, get_spec
 from jaxnets.train.parallel import make_mesh
@@ -35,12 +36,12 @@ def test_seam_two_devices_equal_one() -> None:
     # lr_mask 0.1 on 1 of 18,432 scores), so the score lr is 0.01 (the README's VGG16 value);
     # every score still moves by ~lr. oneDNN's convolutions (jaxlib 0.12) sum in yet another
     # order: 2.9e-5 seen on 1 of 36,864 scores, hence atol 1e-4 there (still lr / 100).
-    cfg = SeamConfig(lr_head=0.1, lr_mask=0.01, alpha=1.0, epochs=2, seed=0)  # epoch 0 head, 1 joint
+    cfg = ReengineerConfig(lr_head=0.1, lr_mask=0.01, alpha=1.0, epochs=2, seed=0)  # epoch 0 head, 1 joint
 
     def run(mesh: object) -> object:
         tr = Loader(train, 64, shuffle=True, seed=0, drop_last=False, pad_last=True, prefetch=0)
         te = Loader(test, 32, shuffle=False, pad_last=True, prefetch=0)
-        return reengineer(module, variables, tr, te, num_classes=10, num_targets=2,
+        return train_masks(module, variables, tr, te, num_classes=10, num_targets=2,
                           normalize=NORMALIZATIONS["digits"], acc_pre=0.5, cfg=cfg, mesh=mesh)
 
     one = run(None)

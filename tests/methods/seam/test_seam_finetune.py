@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnets.errors import JaxnetsError
+from jaxnets.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,16 @@ def pretrained() -> dict:
 
 
 def test_seam_finetune_three_steps_digits(pretrained: dict, tmp_path: Path) -> None:
-    from jaxnets.methods.seam import core, maskdict
-    from jaxnets.methods.seam.finetune import run_finetune
+    from jaxnets.api import load
+    from jaxnets.methods.seam import FinetuneConfig, core, finetune, maskdict
+    from jaxnets.methods.seam.loaders import open_split
 
     before = jax.tree_util.tree_map(lambda a: np.array(a, copy=True), pretrained)
-    s = run_finetune({"model": "digits_cnn", "data": "digits", "variables": pretrained, "epochs": 3,
-                      "prune_threshold": 0.2, "lr_mask": 0.1, "alpha": 1.0, "pgd_steps": 3,
-                      "out": tmp_path, "seed": 0})
+    train, test = open_split("digits", "train"), open_split("digits", "test")
+    model = load("digits_cnn", data=test).replace(pretrained)
+    config = FinetuneConfig(epochs=3, prune_threshold=0.2, lr_mask=0.1, alpha=1.0, pgd_steps=3, seed=0)
+    result = finetune(model, train, config, tmp_path, test_data=test)
+    s = result.to_json()
     # step 1: only the new output layer trained; BN statistics adapted (train mode, pitfall 21)
     s1 = maskdict.load_tree(tmp_path / "step_1_model_ft.msgpack")
     for name in ("conv1", "conv2", "conv3", "bn1", "bn2", "bn3"):
@@ -61,10 +64,12 @@ def test_seam_finetune_three_steps_digits(pretrained: dict, tmp_path: Path) -> N
     ({"lr_mask": 0.0}, "lr-mask"),
 ])
 def test_seam_finetune_bad_input(opts: dict, match: str, tmp_path: Path) -> None:
-    from jaxnets.methods.seam.finetune import run_finetune
+    from jaxnets.methods.seam import FinetuneConfig
 
-    with pytest.raises(JaxnetsError, match=match):
-        run_finetune({"model": "digits_cnn", "data": "digits", "out": tmp_path, **opts})
+    # The Config names the field; the CLI shows it as the flag (ConfigError.flag).
+    with pytest.raises(ConfigError) as caught:
+        FinetuneConfig(**opts)
+    assert match in f"{caught.value.flag} {caught.value.problem}"
 
 
 def test_seam_finetune_cli_options_reach_the_runner(tmp_path: Path, capsys, monkeypatch) -> None:

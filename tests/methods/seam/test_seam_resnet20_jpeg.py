@@ -17,16 +17,20 @@ import pytest
 
 @pytest.mark.slow
 def test_seam_resnet20_cat_vs_dog(shared_data: Path, cifar_jpeg: Path, tmp_path: Path) -> None:
-    from jaxnets.methods.seam.runner import run_reengineer
+    from jaxnets.api import load
+    from jaxnets.methods.seam import ReengineerConfig, reengineer
+    from jaxnets.methods.seam.loaders import open_split
+    from jaxnets.methods.seam.runner import run_folder
 
     weights = shared_data / "weights" / "resnet20-12fca82f.th"
     if not weights.is_file():
         pytest.skip(f"{weights} not found")
-    summary = run_reengineer({
-        "model": "resnet20", "weights": weights, "data": f"imagefolder:{cifar_jpeg}",
-        "target": "binary:3,5", "lr_mask": 0.05, "lr_head": 0.1, "alpha": 10.0, "epochs": 8,
-        "limit": 640, "test_limit": 400, "seed": 0, "out": tmp_path, "plots": False,
-    })
+    data = f"imagefolder:{cifar_jpeg}"
+    train, test = open_split(data, "train", partial=True), open_split(data, "test", partial=True)
+    model = load("resnet20", weights, data=test)
+    config = ReengineerConfig(target="binary:3,5", lr_mask=0.05, lr_head=0.1, alpha=10.0, epochs=8,
+                              limit=640, test_limit=400, seed=0, plots=False)
+    summary = reengineer(model, train, config, run_folder(tmp_path, config), test_data=test).to_json()
     assert summary["n_entries"] == 268_346  # option A: 19 convs + linear (no shortcut convs)
     # Retention falls well below 1 while the target accuracy stays at or above the original's.
     # Measured on 2 busy cores: retention 0.7316 at epoch 7, acc 0.8200 vs the original's 0.7725.

@@ -11,8 +11,9 @@ import pytest
 from jaxnets.data.loader import Loader
 from jaxnets.data.sources import ArraySource
 from jaxnets.methods.seam import targets
-from jaxnets.methods.seam.reengineer import SeamConfig, reengineer
+from jaxnets.methods.seam.config import ReengineerConfig
 from jaxnets.methods.seam.runner import original_accuracy
+from jaxnets.methods.seam.training import train_masks
 
 
 class ToyMLP(nn.Module):
@@ -73,8 +74,8 @@ def toy() -> dict:
 
 
 def _run(toy: dict, epochs: int, alpha: float, **kw) -> object:
-    cfg = SeamConfig(lr_head=0.1, lr_mask=0.1, alpha=alpha, epochs=epochs, seed=0, **kw)
-    return reengineer(toy["module"], toy["variables"], toy["train"], toy["test"], num_classes=10,
+    cfg = ReengineerConfig(lr_head=0.1, lr_mask=0.1, alpha=alpha, epochs=epochs, seed=0, **kw)
+    return train_masks(toy["module"], toy["variables"], toy["train"], toy["test"], num_classes=10,
                       num_targets=2, normalize=toy["norm"], acc_pre=toy["acc_pre"], cfg=cfg)
 
 

@@ -21,32 +21,42 @@ The original three-step pipeline (``defect_inherit/reengineering_finetune.py``):
 
 ``masks`` (a ``seam reengineer`` run folder or an original mask-dict ``.pth``) skips steps 1–2.
 Then PGD on the *public pretrained* feature extractor and the DIR of the fine-tuned model on the
-test set. Run folder: ``step_1_model_ft.msgpack``, ``step_2_seam.msgpack`` (scores + output
-layer), ``step_3_seam_ft.msgpack``, ``defect.json``.
+test set.
+
+``finetune(model, data, FinetuneConfig(...), run_dir=None, *, test_data, masks) -> FinetuneResult``
+is the library entry point (``jaxnets seam finetune`` is a thin adapter). Run folder:
+``step_1_model_ft.msgpack``, ``step_2_seam.msgpack`` (scores + output layer),
+``step_3_seam_ft.msgpack``, ``defect.json``; without a ``run_dir`` nothing is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from jaxnets.api import Data, Model
 from jaxnets.errors import JaxnetsError
-from jaxnets.methods.seam.runner import _loaders
-
-FT_DEFAULTS: dict[str, Any] = {
-    "lr_s1_output": 0.1, "lr_s2_output": 0.001, "lr_mask": 0.1, "alpha": 1.0, "prune_threshold": 1.0,
-    "lr": 0.005, "epochs": 300, "early_stop": 30, "enforce_masks": False, "pgd_eps": 0.1,
-    "pgd_steps": 40, "batch_size": 64, "seed": 0, "limit": None, "normalize": None, "masks": None,
-    "weights": None, "out": None, "augment": True,
-}
+from jaxnets.methods.seam import core, defect, maskdict
+from jaxnets.methods.seam.config import FinetuneConfig
+from jaxnets.methods.seam.loaders import open_split, target_loaders
+from jaxnets.models.api import init_variables
+from jaxnets.rundir import RunDir
+from jaxnets.train.state import TrainState, trainable_from_patterns
+from jaxnets.train.steps import make_train_step, normalize_images
+from jaxnets.transforms import masks as mask_ops
+from jaxnets.transforms import names
+from jaxnets.ui import info
 
 
 def _load_masks(path: Path, template: Any, keymap: Any) -> Any:
-    from jaxnets.methods.seam import maskdict
-
     if path.is_dir():
         return maskdict.load_tree(path / "scores.msgpack", template)
     return maskdict.import_mask_dict(path, template, keymap)[0]
@@ -54,14 +64,10 @@ def _load_masks(path: Path, template: Any, keymap: Any) -> Any:
 
 def _drop(scores: Any, head: str) -> Any:
     """The same scores with the output layer unmasked (its shape changes with K)."""
-    from jaxnets.transforms import names
-
     return names.map_with_names(lambda n, s: None if n.split("/", 1)[0] == head else s, scores)
 
 
 def _sgd(lr: float) -> Any:
-    import optax
-
     # PyTorch SGD(weight_decay=1e-4, momentum=0): the decay is added to the gradient.
     return optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(lr))
 
@@ -76,8 +82,6 @@ def _accuracy(predict: Callable, loader: Any, *args: Any) -> float:
 
 
 def _copy(tree: Any) -> Any:
-    import jax
-
     return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.device_get(tree))
 
 
@@ -86,11 +90,6 @@ def _train_keep_best(module: Any, norm: Any, step: Callable, state: Any, train_l
                      log: Callable[[str], None], name: str) -> tuple[dict, dict]:
     """Train epoch by epoch, testing after each; keep the variables of the best test accuracy
     (ties go to the later epoch); stop after ``early_stop`` epochs without a new best (> 0)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxnets.train.steps import normalize_images
-
     predict = jax.jit(lambda v, x: jnp.argmax(module.apply(v, normalize_images(x, norm), train=False), -1))
     best, best_acc, best_epoch, since = None, -1.0, -1, 0
     for epoch in range(epochs):
@@ -111,12 +110,6 @@ def step1_fit_output(module: Any, variables: Mapping, head: str, train_l: Any, t
                      norm: Any, *, lr: float, epochs: int, early_stop: int, seed: int,
                      log: Callable[[str], None] = print) -> tuple[dict, dict]:
     """Train only the output layer (BN statistics adapt); returns (best variables, summary)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxnets.train.state import TrainState, trainable_from_patterns
-    from jaxnets.train.steps import make_train_step
-
     trainable = trainable_from_patterns(variables["params"], [f"^{head}/"])
     # The step donates its state: work on a copy so the caller's (pretrained) arrays survive.
     state = TrainState.create(module, jax.tree_util.tree_map(jnp.array, variables), _sgd(lr), seed=seed)
@@ -131,13 +124,6 @@ def step2_reengineer(module: Any, variables: Mapping, head: str, train_l: Any, t
                      log: Callable[[str], None] = print) -> tuple[Any, Any, dict]:
     """Scores (output layer unmasked) + the output layer in one Adam; returns (scores, output
     layer, summary) of the chosen epoch."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from jaxnets.methods.seam import core
-    from jaxnets.train.steps import normalize_images
-
     params, bs = variables["params"], variables.get("batch_stats") or {}
     scores = core.init_scores(params, [f"^{head}/"])
     n = core.num_entries(scores)
@@ -190,14 +176,6 @@ def step3_finetune(module: Any, variables: Mapping, head: str, keep: Any, train_
                    norm: Any, *, lr: float, epochs: int, early_stop: int, seed: int,
                    log: Callable[[str], None] = print) -> tuple[dict, dict]:
     """Fine-tune everything (output layer at 10× lr); ``keep``: binary masks to enforce, or None."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_train_step
-    from jaxnets.transforms import masks as mask_ops
-
     labels_fn = lambda p: {k: ("head" if k == head else "body") for k in p}  # noqa: E731
     tx = optax.multi_transform({"body": _sgd(lr), "head": _sgd(10 * lr)}, labels_fn)
     transform = (lambda p, _: mask_ops.apply_mask(p, keep)) if keep is not None else None
@@ -212,58 +190,65 @@ def step3_finetune(module: Any, variables: Mapping, head: str, keep: Any, train_
                             epochs=epochs, early_stop=early_stop, log=log, name="step 3")
 
 
-def run_finetune(opts: Mapping[str, Any]) -> dict:
-    """Steps 1–3 (or 3 only with ``masks``) + DIR; writes the run folder, returns the summary."""
-    import jax
-    import jax.numpy as jnp
+@dataclass
+class FinetuneResult:
+    """The fine-tuned K-way model and the numbers of defect.json (``to_json()``)."""
 
-    from jaxnets.data.pipeline import adapt_to_data
-    from jaxnets.data.spec import open_source
-    from jaxnets.data.transforms import normalization_for
-    from jaxnets.methods.seam import core, defect, maskdict
-    from jaxnets.models.api import init_variables, load_weights, resolve
-    from jaxnets.runtime import create_run_dir, write_json
-    from jaxnets.train.steps import normalize_images
-    from jaxnets.ui import info
+    model: Model
+    summary: dict[str, Any]
+    run_dir: RunDir | None = None
 
-    opts = {**FT_DEFAULTS, **{k: v for k, v in dict(opts).items() if v is not None or k not in FT_DEFAULTS}}
-    for key in ("alpha", "pgd_eps"):
-        if float(opts[key]) < 0:
-            raise JaxnetsError(f"--{key.replace('_', '-')} must be ≥ 0 (got {opts[key]})")
-    for key in ("lr", "lr_mask", "lr_s1_output", "lr_s2_output"):
-        if float(opts[key]) <= 0:
-            raise JaxnetsError(f"--{key.replace('_', '-')} must be > 0 (got {opts[key]})")
-    if int(opts["epochs"]) < 1:
-        raise JaxnetsError(f"--epochs must be at least 1 (got {opts['epochs']})")
-    if int(opts["early_stop"]) == 0 or int(opts["early_stop"]) < -1:
-        raise JaxnetsError(f"--early-stop must be -1 (never) or ≥ 1 (got {opts['early_stop']})")
-    if not 0 < float(opts["prune_threshold"]) <= 1:
-        raise JaxnetsError(f"--prune-threshold must be in (0, 1] (got {opts['prune_threshold']})")
-    seed, epochs, es = int(opts["seed"]), int(opts["epochs"]), int(opts["early_stop"])
-    spec = resolve(opts["model"])
-    limit = opts.get("limit")
-    train = open_source(opts["data"], "train", limit=limit, cache=False if limit else None)
-    test = open_source(opts["data"], "test", limit=limit, cache=False if limit else None)
-    k = train.num_classes
-    spec = adapt_to_data(spec, test, spec.num_classes)
-    orig_module = spec.create(spec.num_classes)
-    if opts.get("variables") is not None:
-        orig = opts["variables"]
-    elif opts.get("weights"):
-        orig = load_weights(spec, orig_module, opts["weights"])
-    else:
-        orig = init_variables(spec, orig_module, seed)
+    @property
+    def clean_top1(self) -> float:
+        return float(self.summary["clean_top1"])
+
+    @property
+    def defect_inheritance_rate(self) -> float:
+        return float(self.summary["dir"])
+
+    @property
+    def retention(self) -> float:
+        return float(self.summary["retention"])
+
+    def to_json(self) -> dict[str, Any]:
+        return self.summary
+
+    def describe(self) -> str:
+        """The one line ``seam finetune`` prints."""
+        return (f"Clean Top-1: {self.clean_top1:.2f} | Attack Success Rate: {self.defect_inheritance_rate:.2f}"
+                f" (retention {self.retention:.4f})")
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def finetune(model: Model, data: Data, config: FinetuneConfig | None = None, run_dir: str | Path | RunDir | None = None,
+             *, test_data: Data | None = None, masks: str | Path | None = None,
+             provenance: Mapping[str, Any] | None = None) -> FinetuneResult:
+    """Steps 1–3 (or 3 only with ``masks``) on ``data`` from the public pretrained ``model``, then
+    the DIR on ``test_data`` (default: the test split of the same data).
+
+    The result's ``model`` is the fine-tuned network with ``data.num_classes`` outputs.
+    ``provenance`` (the CLI's other flags) is recorded in defect.json's ``options``.
+    """
+    config = config or FinetuneConfig()
+    if test_data is None:
+        test_data = open_split(data.text, "test", limit=data.limit, partial=bool(data.limit))
+    seed, epochs, es = config.seed, config.epochs, config.early_stop
+    spec, orig_module, orig = model.spec, model.module, model.variables
+    k = data.num_classes
     head = spec.head
     if "/" in head:
         raise JaxnetsError(f"seam finetune needs a top-level output layer; {spec.name}'s is {head}")
     module = spec.create(k)
-    norm = normalization_for(spec, opts.get("normalize"))
-    batch = int(opts["batch_size"])
+    norm = (model.mean, model.std)
     # The loaders of `seam reengineer` (one rule for both): per-image ImageNet resize/crop for a
     # 224-px model on other-sized or mixed-size images (spec §2.8), CIFAR crop + flip on 32 px.
-    train_l, test_l, _ = _loaders(spec, train, test, batch, seed, bool(opts["augment"]))
-    run_dir = create_run_dir(opts.get("out"), "seam-finetune", spec.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    loaders = target_loaders(spec, data.source, test_data.source, batch_size=config.batch_size, seed=seed,
+                             augment=config.augment)
+    train_l, test_l = loaders.train, loaders.test
+    run_dir = RunDir.of(run_dir, "seam-finetune", spec.name)
 
     def with_new_fc(params: Mapping, offset: int) -> dict:
         fresh = init_variables(spec, module, seed + offset)  # a default-initialised K-way layer
@@ -271,42 +256,44 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
         out[head] = fresh["params"][head]
         return out
 
-    summary: dict[str, Any] = {"model": spec.name, "data": opts["data"], "num_targets": k,
-                               "seed": seed, "options": {key: (str(v) if isinstance(v, Path) else v)
-                                                         for key, v in opts.items() if key != "variables"}}
-    if opts.get("masks") is None:
+    options = {"model": spec.name, "weights": model.weights, "data": data.text, "masks": masks,
+               "limit": data.limit, "normalize": None, "out": run_dir, **(provenance or {}),
+               **dataclasses.asdict(config)}
+    summary: dict[str, Any] = {"model": spec.name, "data": data.text, "num_targets": k, "seed": seed,
+                               "options": {key: _jsonable(v) for key, v in options.items()}}
+    if masks is None:
         s1_vars = {"params": with_new_fc(orig["params"], 1)}
         if orig.get("batch_stats"):
             s1_vars["batch_stats"] = orig["batch_stats"]
-        s1_vars, s1 = step1_fit_output(module, s1_vars, head, train_l, test_l, norm,
-                                       lr=float(opts["lr_s1_output"]), epochs=epochs, early_stop=es,
-                                       seed=seed, log=info)
-        maskdict.save_tree(run_dir / "step_1_model_ft.msgpack", s1_vars)
-        scores, fc, s2 = step2_reengineer(module, s1_vars, head, train_l, test_l, norm,
-                                          lr_mask=float(opts["lr_mask"]), lr_output=float(opts["lr_s2_output"]),
-                                          alpha=float(opts["alpha"]),
-                                          prune_threshold=float(opts["prune_threshold"]), epochs=epochs,
+        s1_vars, s1 = step1_fit_output(module, s1_vars, head, train_l, test_l, norm, lr=config.lr_s1_output,
+                                       epochs=epochs, early_stop=es, seed=seed, log=info)
+        if run_dir is not None:
+            maskdict.save_tree(run_dir / "step_1_model_ft.msgpack", s1_vars)
+        scores, fc, s2 = step2_reengineer(module, s1_vars, head, train_l, test_l, norm, lr_mask=config.lr_mask,
+                                          lr_output=config.lr_s2_output, alpha=config.alpha,
+                                          prune_threshold=config.prune_threshold, epochs=epochs,
                                           early_stop=es, seed=seed, log=info)
-        maskdict.save_tree(run_dir / "step_2_seam.msgpack", {"scores": scores, head: fc})
+        if run_dir is not None:
+            maskdict.save_tree(run_dir / "step_2_seam.msgpack", {"scores": scores, head: fc})
         summary.update({"step1": s1, "step2": s2})
     else:
         template = core.init_scores(orig["params"])
-        scores = _drop(_load_masks(Path(opts["masks"]), template, spec.keymap), head)
+        scores = _drop(_load_masks(Path(masks), template, spec.keymap), head)
     # Step 3 from the *original* pretrained params and statistics, a new output layer.
     keep_tree = core.binary_masks(scores)
     base = with_new_fc(core.pruned_params(orig["params"], scores), 2)
     s3_vars = {"params": base, **({"batch_stats": orig["batch_stats"]} if orig.get("batch_stats") else {})}
-    ft_vars, s3 = step3_finetune(module, s3_vars, head, keep_tree if opts.get("enforce_masks") else None,
-                                 train_l, test_l, norm, lr=float(opts["lr"]), epochs=epochs,
+    ft_vars, s3 = step3_finetune(module, s3_vars, head, keep_tree if config.enforce_masks else None,
+                                 train_l, test_l, norm, lr=config.lr, epochs=epochs,
                                  early_stop=es, seed=seed, log=info)
-    maskdict.save_tree(run_dir / "step_3_seam_ft.msgpack", ft_vars)
+    if run_dir is not None:
+        maskdict.save_tree(run_dir / "step_3_seam_ft.msgpack", ft_vars)
 
     def features(x: jax.Array) -> jax.Array:
         _, st = orig_module.apply(orig, x, train=False, mutable=["intermediates"])
         return st["intermediates"]["features"][0]
 
-    attack = jax.jit(lambda x, key: defect.pgd_attack(features, x, key, eps=float(opts["pgd_eps"]),
-                                                      steps=int(opts["pgd_steps"])))
+    attack = jax.jit(lambda x, key: defect.pgd_attack(features, x, key, eps=config.pgd_eps, steps=config.pgd_steps))
     predict = jax.jit(lambda x: jnp.argmax(module.apply(ft_vars, x, train=False), -1))
     clean, adv, labels = [], [], []
     for i, b in enumerate(test_l.epoch(0)):
@@ -317,10 +304,10 @@ def run_finetune(opts: Mapping[str, Any]) -> dict:
         labels.append(b.labels[b.mask])
     result = defect.defect_inheritance_rate(np.concatenate(clean), np.concatenate(adv), np.concatenate(labels))
     result.update({"retention": core.retention_rate(scores), "kept": core.count_kept(scores),
-                   "n_entries": core.num_entries(scores), "enforce_masks": bool(opts.get("enforce_masks")),
-                   "step3": s3, "run_dir": str(run_dir)})
+                   "n_entries": core.num_entries(scores), "enforce_masks": config.enforce_masks,
+                   "step3": s3, "run_dir": str(run_dir) if run_dir is not None else None})
     summary.update(result)
-    write_json(run_dir / "defect.json", summary)
-    print(f"Clean Top-1: {result['clean_top1']:.2f} | Attack Success Rate: {result['dir']:.2f}"
-          f" (retention {result['retention']:.4f})")
-    return summary
+    if run_dir is not None:
+        run_dir.write_json("defect.json", summary)
+    tuned = dataclasses.replace(model, module=module, variables=ft_vars, num_classes=k, weights=None)
+    return FinetuneResult(model=tuned, summary=summary, run_dir=run_dir)

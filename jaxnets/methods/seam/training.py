@@ -1,4 +1,8 @@
-"""The re-engineering loop (specs/seam.md §2.5–§2.7, §8.4).
+"""The re-engineering loop (specs/seam.md §2.5–§2.7, §8.4) on ready loaders: :func:`train_masks`.
+
+``jaxnets.methods.seam.reengineer`` (the library entry point, in :mod:`.runner`) opens the target
+problem's data and calls it; its settings are a :class:`ReengineerConfig` (lr_head, lr_mask,
+alpha, epochs, early_stop and seed are used here).
 
 Trainable: ``{"scores", "head"}``; frozen: the pretrained ``params`` and ``batch_stats`` (they are
 arguments of the jitted steps and never outputs, so they stay bitwise the input).
@@ -20,6 +24,7 @@ import numpy as np
 import optax
 
 from jaxnets.methods.seam import core
+from jaxnets.methods.seam.config import ReengineerConfig
 from jaxnets.methods.seam.selection import Selector
 from jaxnets.train.steps import normalize_images
 
@@ -28,16 +33,6 @@ HEAD_EVERY = 5  # epoch e is head-only iff e % 5 == 0
 
 def is_head_epoch(epoch: int) -> bool:
     return epoch % HEAD_EVERY == 0
-
-
-@dataclass
-class SeamConfig:
-    lr_head: float = 0.1
-    lr_mask: float = 0.1
-    alpha: float = 1.0
-    epochs: int = 300
-    early_stop: int = -1
-    seed: int = 0
 
 
 @dataclass
@@ -57,7 +52,7 @@ class Result:
     opt_states: dict = field(default_factory=dict)
 
 
-def make_optimizers(cfg: SeamConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+def make_optimizers(cfg: ReengineerConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     """``opt_head`` over the head; ``opt_joint`` over ``{"scores", "head"}`` (two groups)."""
     opt_head = optax.adam(cfg.lr_head, b1=0.9, b2=0.999, eps=1e-8)
 
@@ -75,7 +70,7 @@ class Engine:
     """Jitted steps for one (model, head, normalisation, α) — reused across epochs."""
 
     def __init__(self, module: Any, head_module: Any, normalize: tuple[Sequence[float], Sequence[float]],
-                 cfg: SeamConfig, n_entries: int, *, mesh: Any = None):
+                 cfg: ReengineerConfig, n_entries: int, *, mesh: Any = None):
         self.module, self.head_module = module, head_module
         self.normalize = (tuple(normalize[0]), tuple(normalize[1]))
         self.cfg, self.n, self.mesh = cfg, n_entries, mesh
@@ -158,10 +153,10 @@ def _copy(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.device_get(tree))
 
 
-def reengineer(
+def train_masks(
     module: Any, variables: Mapping, train_loader: Any, test_loader: Any, *, num_classes: int,
     num_targets: int, normalize: tuple[Sequence[float], Sequence[float]], acc_pre: float,
-    cfg: SeamConfig, exclude: Any = None, mesh: Any = None,
+    cfg: ReengineerConfig, exclude: Any = None, mesh: Any = None,
     on_epoch: Callable[[dict], None] | None = None, head_init: Any = None,
 ) -> Result:
     """Learn scores + head for the target problem; select the snapshot of §2.7.
