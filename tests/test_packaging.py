@@ -36,6 +36,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         zf.extractall(target)
     assert "jaxnets/converters/torch_reader.py" in names
     assert not [n for n in names if n.startswith("converters/")], "a top-level converters package was installed"
+    # every package of the source tree is in the wheel (pyproject lists them by hand)
+    packages = sorted(str(p.parent.relative_to(ROOT)) for p in (ROOT / "jaxnets").rglob("__init__.py"))
+    missing = [p for p in packages if f"{p}/__init__.py" not in names]
+    assert not missing, f"packages missing from pyproject's [tool.setuptools] packages: {missing}"
     return target
 
 

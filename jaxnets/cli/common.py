@@ -14,6 +14,7 @@ import typer
 from jaxnets.data.classes import parse_classes  # noqa: F401  (re-exported for the commands)
 from jaxnets.errors import JaxnetsError
 
+ModelArg = Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<command>/<model>-<time>).")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Batch size (global, over all devices).")]
@@ -25,6 +26,8 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of o
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Resolve the options (flags over --config), print them as JSON and exit without running.")]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output (-vv for debug).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final result.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 (bf16 compute, fp32 master weights) | auto (bf16 on GPU/TPU).")]
+CheckpointEveryOpt = Annotated[int | None, typer.Option(help="Also checkpoint every N steps (for resume after a kill).")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data spec: digits | cifar10:DIR | cifar100:DIR | cifar10-py:DIR | imagefolder:DIR | tfds:NAME.")]
 SplitOpt = Annotated[str, typer.Option(help="Split: train | test | val.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N images.")]

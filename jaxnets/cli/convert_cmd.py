@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from jaxnets.cli.common import OutOpt, resolve_options, run_options
+from jaxnets.cli.common import ModelArg, OutOpt, resolve_options, run_options
 from jaxnets.convert import run_convert
 
 
 @run_options
 def convert(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    model: ModelArg,
     checkpoint: Annotated[Path, typer.Argument(help="PyTorch .th/.pth/.pt/.tar, .safetensors (or its .safetensors.index.json), .npz, or a jaxnets checkpoint folder.")],
     to: Annotated[str, typer.Option("--to", help="Output format: jaxnets | torch | safetensors | npz.")] = "jaxnets",
     keys: Annotated[str | None, typer.Option("--keys", help="Names to write with --to torch/safetensors: torchvision | timm (VGG, ResNet, DenseNet), official | timm (Mixer); default: the model's native. The input's naming is detected.")] = None,

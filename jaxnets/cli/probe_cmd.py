@@ -16,6 +16,7 @@ from jaxnets.cli.common import (
     ClassesOpt,
     DataOpt,
     LimitOpt,
+    ModelArg,
     NormOpt,
     OutOpt,
     WeightsOpt,
@@ -34,7 +35,7 @@ probe_app = typer.Typer(help="Sparsity Probe: alpha-score per layer (random-fore
 @run_options
 def run(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
+    model: ModelArg,
     weights: WeightsOpt = None,
     data: DataOpt = "digits",
     split: Annotated[str, typer.Option(help="Split to probe (the method uses the training set).")] = "train",

@@ -16,13 +16,16 @@ import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
+    CheckpointEveryOpt,
     ClassesOpt,
     CoordinatorOpt,
     DataOpt,
     DevicesOpt,
     LimitOpt,
+    ModelArg,
     NumProcessesOpt,
     OutOpt,
+    PrecisionOpt,
     ProcessIdOpt,
     SeedOpt,
     resolve_options,
@@ -33,7 +36,7 @@ from jaxnets.cli.common import (
 @run_options
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
+    model: ModelArg,
     data: DataOpt = "digits",
     epochs: Annotated[int, typer.Option(help="Number of epochs.")] = 20,
     batch_size: BatchOpt = 128,
@@ -66,9 +69,9 @@ def train(
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the data's).")] = None,
     limit: LimitOpt = None,
     classes: ClassesOpt = None,
-    precision: Annotated[str, typer.Option(help="fp32 | bf16 (bf16 compute, fp32 master weights).")] = "fp32",
+    precision: PrecisionOpt = "fp32",
     resume: Annotated[str | None, typer.Option(help="'auto' (this run folder) or a run/checkpoint folder.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Also checkpoint every N steps (for resume).")] = None,
+    checkpoint_every: CheckpointEveryOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     devices: DevicesOpt = "1",

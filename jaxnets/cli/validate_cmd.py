@@ -13,6 +13,7 @@ from jaxnets.cli.common import (
     DataOpt,
     DevicesOpt,
     LimitOpt,
+    ModelArg,
     NormOpt,
     OutOpt,
     SeedOpt,
@@ -27,7 +28,7 @@ from jaxnets.validate import run_validate
 @run_options
 def validate(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
+    model: ModelArg,
     weights: WeightsOpt = None,
     data: DataOpt = "digits",
     split: SplitOpt = "test",

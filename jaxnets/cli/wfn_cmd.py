@@ -13,10 +13,14 @@ import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
+    CheckpointEveryOpt,
     DataOpt,
     DevicesOpt,
+    ModelArg,
     OutOpt,
+    PrecisionOpt,
     SeedOpt,
+    WeightsOpt,
     resolve_options,
     run_options,
 )
@@ -32,8 +36,8 @@ wfn_app = typer.Typer(help="Weight Fixing Networks: a whole-network codebook of 
 @run_options
 def run(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Registered model name (see `jaxnets models`).")],
-    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Pretrained checkpoint (PyTorch, .npz or jaxnets).")] = None,
+    model: ModelArg,
+    weights: WeightsOpt = None,
     data: DataOpt = "digits",
     distance_allowed: Annotated[float, typer.Option("--distance-allowed", "--distance_allowed", help="δ, the relative tolerance (≥ 0).")] = DEFAULT.distance_allowed,
     percentages: Annotated[str, typer.Option("--percentages", help="Fractions fixed after each round, increasing, ending at 1.0 (e.g. '0.5,0.9,1.0').")] = ",".join(map(str, DEFAULT.percentages)),
@@ -56,6 +60,8 @@ def run(
     normalize: Annotated[str | None, typer.Option("--normalize", help="Normalisation override (default: the model's).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="'auto' (latest round), a round index, or a percentage (original style).")] = None,
     batch_size: BatchOpt = DEFAULT.batch_size,
+    precision: PrecisionOpt = DEFAULT.precision,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT.checkpoint_every,
     out: OutOpt = None,
     seed: SeedOpt = DEFAULT.seed,
     devices: DevicesOpt = "1",
@@ -80,7 +86,7 @@ def run(
 # Flags that are WFNConfig fields (the rest say where the model and data come from, or how to run).
 CONFIG_FLAGS = ("distance_allowed", "percentages", "calculation_type", "zero_distance", "regularisation_ratio",
                 "bn_inc", "first_epoch", "fixing_epochs", "optimizer", "lr", "distance_schedule", "augment",
-                "pretrain_epochs", "batch_size", "seed", "experiment_name")
+                "pretrain_epochs", "batch_size", "seed", "experiment_name", "precision", "checkpoint_every")
 
 
 def wfn_from_options(opts: dict):

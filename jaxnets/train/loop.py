@@ -33,6 +33,11 @@ from jaxnets.train.logging import MetricsWriter, ProgressBar, host_metrics
 
 StepCallback = Callable[[Any, dict], None]
 EpochCallback = Callable[[Any, dict], "bool | None"]
+# (state, epoch row) -> (state, stop): runs after the evaluation, before the row is written and
+# the epoch's checkpoint saved, so what it puts into the state (a selected snapshot, a
+# selection counter) is part of that checkpoint and a resumed run continues from it.
+EpochEnd = Callable[[Any, dict], "tuple[Any, bool]"]
+TrainStep = Callable[..., Any]
 
 
 class NonFiniteLossError(JaxnetsError):
@@ -159,6 +164,11 @@ def fit(
     tensorboard: bool = True,
     on_step: Sequence[StepCallback] = (),
     on_epoch_end: Sequence[EpochCallback] = (),
+    end_epoch: EpochEnd | None = None,
+    step_for_epoch: Callable[[int], TrainStep] | None = None,
+    checkpoints: str | Path | None = None,
+    metrics: MetricsWriter | None = None,
+    row_fields: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train ``state`` for ``epochs`` epochs (counted from 0; a resumed run continues).
 
@@ -172,6 +182,14 @@ def fit(
     ``on_step(state, info)`` runs after every step; ``on_epoch_end(state, row)`` after every
     epoch and may return True to stop (plateau killing, snapshots).
     Without ``run_dir`` nothing is written and ``resume`` must be a folder or None.
+
+    Hooks for the methods' schedules (one engine for every training command):
+    ``end_epoch(state, row) -> (state, stop)`` runs after the evaluation and may replace the
+    state (SeaM's selected snapshot) and add to the row before it is written and checkpointed;
+    ``step_for_epoch(epoch) -> train_step`` picks the step of each epoch (SeaM's head-only
+    epochs); ``checkpoints`` puts the checkpoints somewhere else than ``<run_dir>/checkpoints``
+    (WFN: one folder per round); ``metrics`` is an open writer fit writes to and leaves open
+    (a run with several fits); ``row_fields`` join every row (``{"round": t}``).
     """
     # 1. Resolve and restore *before* touching the run folder: bad input overwrites nothing.
     start_epoch, start_step, resumed_from = 0, 0, None
@@ -189,15 +207,18 @@ def fit(
         resumed_from = int(meta["global_step"])
         epoch_sums = dict(meta.get("epoch_sums") or {})
 
-    ckpt_dir = checkpoint_dir(run_dir) if run_dir is not None else None
+    ckpt_dir = Path(checkpoints) if checkpoints is not None else (
+        checkpoint_dir(run_dir) if run_dir is not None else None)
     # Several processes (multi-host): only process 0 writes metrics; all of them checkpoint
     # (orbax coordinates the processes and writes each replicated array once).
+    own_writer = metrics is None and run_dir is not None and jax.process_index() == 0
     writer = MetricsWriter(run_dir, resume_step=resumed_from, tensorboard=tensorboard) \
-        if run_dir is not None and jax.process_index() == 0 else None
+        if own_writer else metrics
+    extra_fields = dict(row_fields or {})
     checkpointer = Checkpointer(ckpt_dir, max_to_keep=max_to_keep, async_save=async_checkpoints) \
         if ckpt_dir is not None else None
     history: list[dict] = []
-    if writer is not None:
+    if writer is not None and own_writer:
         history = [r for r in writer.rows if r.get("phase") == "epoch"]
 
     n_steps = steps_per_epoch(loader)
@@ -237,25 +258,26 @@ def fit(
                 bar.start(n_steps, f"epoch {epoch + 1}/{epochs}", completed=s0)
                 t_epoch = t_window = time.perf_counter()
                 images_window = images_epoch = 0
+                step_fn = step_for_epoch(epoch) if step_for_epoch is not None else train_step
                 batches = loader.epoch(epoch, s0)
                 stack.callback(_close, batches)  # stop a prefetch thread on an early exit
                 for step_in_epoch, batch in enumerate(batches, start=s0):
                     images, labels, mask = _unpack(batch)
                     t_step = time.perf_counter()
-                    state, metrics = train_step(state, images, labels, mask, transform_args)
+                    state, step_metrics = step_fn(state, images, labels, mask, transform_args)
                     if first_step_time is None:
-                        jax.block_until_ready(metrics)  # the one host sync, on the first step only
+                        jax.block_until_ready(step_metrics)  # the one host sync, on the first step only
                         first_step_time = time.perf_counter() - t_step
                     global_step += 1
                     n_img = int(labels.shape[0])
                     images_window += n_img
                     images_epoch += n_img
-                    meter.add(metrics)
+                    meter.add(step_metrics)
                     if log_every and global_step % log_every == 0:
                         meter.pull()
                         check_finite(meter.epoch.sums, epoch)
                         now = time.perf_counter()
-                        row = {"phase": "train", "epoch": epoch, "step": global_step,
+                        row = {"phase": "train", **extra_fields, "epoch": epoch, "step": global_step,
                                **meter.window.summary(), "images_per_sec":
                                images_window / max(now - t_window, 1e-9)}
                         if writer is not None:
@@ -280,7 +302,7 @@ def fit(
                 meter.pull()
                 check_finite(meter.epoch.sums, epoch)
                 elapsed = time.perf_counter() - t_epoch
-                row = {"phase": "epoch", "epoch": epoch, "step": global_step,
+                row = {"phase": "epoch", **extra_fields, "epoch": epoch, "step": global_step,
                        **meter.epoch.summary("train_"),
                        "images_per_sec": images_epoch / max(elapsed, 1e-9),
                        "epoch_time": elapsed}
@@ -289,13 +311,16 @@ def fit(
                     first_step_reported = True
                 if eval_fn is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
                     row.update(host_metrics(dict(eval_fn(state))))
+                stop_here = False
+                if end_epoch is not None:
+                    state, stop_here = end_epoch(state, row)
                 if writer is not None:
                     writer.write(row)
                 history.append(row)
                 if checkpoint_every_epochs and (
                         (epoch + 1) % checkpoint_every_epochs == 0 or epoch + 1 == epochs):
                     save(epoch + 1, 0, {})
-                if any([bool(cb(state, row)) for cb in on_epoch_end]):  # call them all
+                if any([bool(cb(state, row)) for cb in on_epoch_end]) or stop_here:  # call them all
                     stopped = True
                     if checkpointer is not None:
                         save(epoch + 1, 0, {})
@@ -303,7 +328,7 @@ def fit(
     finally:
         if checkpointer is not None:
             checkpointer.close()
-        if writer is not None:
+        if writer is not None and own_writer:
             writer.close()
     return FitResult(state=state, history=history, resumed_from=resumed_from,
                      checkpoint_dir=ckpt_dir, stopped_early=stopped)

@@ -25,11 +25,11 @@ import numpy as np
 import optax
 
 from jaxnets.errors import JaxnetsError
+from jaxnets.precision import PRECISIONS
 from jaxnets.train.state import TrainableMask, TrainState
 
 LossFn = Callable[..., Any]  # (logits, labels, mask, params, transform_args) -> loss | (loss, aux)
 ParamTransform = Callable[[Any, Any], Any]  # (params, transform_args) -> params for the model
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def resolve_precision(precision: str) -> str:

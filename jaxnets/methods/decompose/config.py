@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from jaxnets.errors import ConfigError
+from jaxnets.precision import PRECISIONS
 
 CSG_ORDERS = ("ascending", "descending")
 NOISE_MODES = ("replace", "add")
-PRECISIONS = ("fp32", "bf16", "auto")
 MI_DEFAULT_KS = (5, 10, 20)  # the paper's table (spec §3.6)
 
 

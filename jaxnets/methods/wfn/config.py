@@ -10,6 +10,7 @@ from typing import Any
 from jaxnets.errors import ConfigError, JaxnetsError
 from jaxnets.methods.wfn.candidates import ZERO_DISTANCE
 from jaxnets.methods.wfn.clustering import CALCULATION_TYPES, check_percentages
+from jaxnets.precision import check_precision
 
 DEFAULT_PERCENTAGES = (0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0)
 OPTIMIZERS = ("adam", "sgd")
@@ -53,6 +54,8 @@ class WFNConfig:
     pretrain_lr: float = 3e-3
     batch_size: int = 128
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 (bf16 compute, fp32 master weights) | auto (bf16 on GPU/TPU)
+    checkpoint_every: int = 0  # also checkpoint the fine-tuning every N steps (0: at epoch ends only)
     windowed: bool = True  # the clustering's windowed candidate search (exact, faster)
     experiment_name: str = "wfn"  # stored in results.json
     export: bool = True  # final_model (jaxnets), final_model.pth and the compact file
@@ -88,6 +91,9 @@ class WFNConfig:
             raise ConfigError("distance_schedule", "must be linear or constant")
         if int(self.batch_size) < 1:
             raise ConfigError("batch_size", "must be ≥ 1")
+        check_precision(self.precision)
+        if int(self.checkpoint_every) < 0:
+            raise ConfigError("checkpoint_every", f"must be ≥ 0, got {self.checkpoint_every}")
 
     @property
     def rounds(self) -> int:

@@ -9,16 +9,20 @@ batch_stats, codebook values and the flat assignment; ``resume`` continues at th
 exactly), ``final_model`` (jaxnets), ``final_model.pth`` (PyTorch state_dict),
 ``final_model.wfn.npz`` (compact) and PNG plots; without one nothing is written.
 
+Training: each round's fine-tuning is ``jaxnets.train.loop.fit`` (the one engine: donated
+jitted step, ``precision``, ``devices``, checkpoints in ``checkpoints/round_XX`` at every epoch
+end and every ``checkpoint_every`` steps, dropped once the round's own checkpoint is saved).
+
 Determinism: round t trains with a fresh optimiser and the PRNG key ``fold_in(key(seed), t)``;
-the loader's epoch index is global (epochs of earlier rounds come first), so a run resumed from
-any round reproduces the uninterrupted one bit for bit.
+the step counter and the loader's epoch index are global (earlier rounds' come first), so a run
+resumed from any round — or, with ``resume="auto"``, from inside a round after a kill — reproduces
+the uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -79,6 +83,30 @@ def _round_dir(run_dir: Path, t: int) -> Path:
     return run_dir / "rounds" / f"round_{t:02d}"
 
 
+def _train_checkpoints(run_dir: Path, t: int) -> Path:
+    """The fine-tuning checkpoints of round ``t`` (kept until the round's own checkpoint is saved)."""
+    return Path(run_dir) / "checkpoints" / f"round_{t:02d}"
+
+
+def _latest_train_step(run_dir: Path, t: int) -> int | None:
+    from jaxnets.train.checkpoint import Checkpointer
+
+    path = _train_checkpoints(run_dir, t)
+    if not path.is_dir():
+        return None
+    with Checkpointer(path, read_only=True) as ck:
+        return ck.latest_step()
+
+
+def _drop_train_checkpoints(run_dir: Path, keep: int | None = None) -> None:
+    folder = Path(run_dir) / "checkpoints"
+    if folder.is_dir():
+        kept = f"round_{keep:02d}" if keep is not None else None
+        for path in folder.glob("round_*"):
+            if path.name != kept:
+                shutil.rmtree(path)
+
+
 def _find_resume_round(run_dir: Path, resume: Any, percentages: list[float]) -> int | None:
     rounds = sorted(int(p.name.split("_")[1]) for p in (run_dir / "rounds").glob("round_*")
                     if (p / "jaxnets.json").is_file()) if (run_dir / "rounds").is_dir() else []
@@ -132,6 +160,7 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
     from jaxnets.rundir import RunDir
     from jaxnets.runtime import setup_jax
     from jaxnets.train.evaluate import evaluate
+    from jaxnets.train.loop import fit
     from jaxnets.train.state import TrainState
     from jaxnets.train.steps import make_train_step
     from jaxnets.transforms.codebook import Codebook
@@ -158,6 +187,13 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
     epochs = [int(o.first_epoch)] + [int(o.fixing_epochs)] * (rounds - 1)
     mode, gamma0 = o.calculation_type, float(o.zero_distance)
     resume_t = _find_resume_round(run_dir, resume, percentages) if run_dir is not None else None
+    # 'auto' also continues inside the next round, from its fine-tuning checkpoint (kill -9).
+    inside_round, inside_step = None, None
+    if run_dir is not None and resume is not None:
+        next_round = resume_t + 1 if resume_t is not None else 0
+        if str(resume) == "auto" and next_round < rounds:
+            inside_step = _latest_train_step(run_dir, next_round)
+            inside_round = next_round if inside_step is not None else None
 
     def test_accuracy(variables: Any) -> float:
         r = evaluate(module, variables, eval_loader(spec, test_src, int(o.batch_size)),
@@ -166,7 +202,8 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
 
     loss_fn = make_loss_fn(mode=mode, gamma0=gamma0)
     step_fn = make_train_step(module, loss_fn, normalize=(mean, std), mesh=mesh,
-                              trainable_mask=trainable_mask, mask_gradients=False)
+                              trainable_mask=trainable_mask, mask_gradients=False,
+                              precision=o.precision)
     loader = train_loader(spec, train_src, int(o.batch_size), seed=int(o.seed),
                           augment=bool(o.augment), shuffle=True)
     if loader.steps_per_epoch < 1:
@@ -215,8 +252,13 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         rows, global_step, start = [], 0, 0
         info(f"baseline: test top-1 {100 * base_acc:.2f} %, {baseline['unique_all']} unique values")
 
-    writer = (run_dir.metrics(resume_step=global_step if resume_t is not None else None,
-                              tensorboard=bool(o.tensorboard)) if run_dir is not None else _NoMetrics())
+    if run_dir is not None and resume is not None:
+        _drop_train_checkpoints(run_dir, keep=inside_round)
+    if inside_round is not None:
+        info(f"resuming inside round {inside_round} at step {inside_step}")
+    resume_step = inside_step if inside_round is not None else (global_step if resume_t is not None else None)
+    writer = (run_dir.metrics(resume_step=resume_step, tensorboard=bool(o.tensorboard))
+              if run_dir is not None else None)
     try:
         for t in range(start, rounds):
             p, a_t, n_ep = percentages[t], thresholds[t], epochs[t]
@@ -232,28 +274,21 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
             else:
                 args = jax.device_put(args)
             tx = make_optimizer(o.optimizer, float(o.lr))
+            # The step counter runs on over the rounds (metrics rows and checkpoints are keyed
+            # by it); the PRNG key is the round's.
             state = TrainState.create(module, variables, tx,
-                                      rng=jax.random.fold_in(jax.random.key(int(o.seed)), t))
-            epoch0 = sum(epochs[:t])
-            for e in range(n_ep):
-                sums: dict[str, float] = {}
-                batch_metrics = []
-                for batch in loader.epoch(epoch0 + e):
-                    state, m = step_fn(state, batch.images, batch.labels, batch.mask, args)
-                    batch_metrics.append(m)
-                    global_step += 1
-                for m in jax.device_get(batch_metrics):
-                    c = float(m["count"])
-                    for k, v in m.items():
-                        sums[k] = sums.get(k, 0.0) + (float(v) if k in ("correct", "count") else float(v) * c)
-                n = max(sums.get("count", 0.0), 1.0)
-                row = {"phase": "epoch", "round": t, "epoch": epoch0 + e, "step": global_step,
-                       "train_acc": sums.get("correct", 0.0) / n,
-                       **{f"train_{k}": v / n for k, v in sums.items() if k not in ("correct", "count")}}
-                if not math.isfinite(row["train_loss"]):
-                    raise JaxnetsError(f"non-finite training loss in round {t}; lower --lr")
-                writer.write(row)
+                                      rng=jax.random.fold_in(jax.random.key(int(o.seed)), t)
+                                      ).replace(step=jnp.asarray(global_step, jnp.int32))
             if n_ep:
+                ckpts = _train_checkpoints(run_dir, t) if run_dir is not None else None
+                fitted = fit(state, step_fn, _RoundEpochs(loader, sum(epochs[:t])), epochs=n_ep,
+                             checkpoints=ckpts, metrics=writer,
+                             resume=ckpts if t == inside_round else None,
+                             checkpoint_every=int(o.checkpoint_every) or None,
+                             row_fields={"round": t}, transform_args=args, model_name=spec.name,
+                             config=recorded, mesh=mesh, log_every=0, progress=False)
+                state = fitted.state
+                global_step = int(jax.device_get(state.step))
                 variables = dict(jax.device_get(state.variables))
             # 2. test (before this round's clustering, as the original)
             acc_before = test_accuracy(variables) if (n_ep or t == 0) else (
@@ -298,7 +333,8 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
                    **stats, **M.paper_stats(sd), "frozen_ok": frozen_ok,
                    "cluster_seconds": cluster_s, "round_seconds": time.perf_counter() - t0}
             row["mean_dist+std"] = row["mean_distance"] + row["std_distance"]
-            writer.write(row)
+            if writer is not None:
+                writer.write(row)
             rows.append(row)
             info(f"round {t}: p={p} a_t={a_t:.4g} fixed {row['fixed']}/{layout.size}, "
                  f"{values.size} centres, test top-1 {100 * acc_after:.2f} %")
@@ -315,8 +351,10 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
                  "percentage": p, "a_t": a_t, "global_step": global_step,
                  "k_max": codebook.k_max, "quantised": layout.size, "rounds": rows,
                  "baseline": baseline, "config": recorded})
+            _drop_train_checkpoints(run_dir)  # the round's checkpoint supersedes them
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     # ---- final model: metrics, exports, plots, results
     final_vec = layout.flatten(variables["params"])
@@ -377,16 +415,6 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
     return WFNResult(model=fixed, results=results, run_dir=run_dir, summary=summary)
 
 
-class _NoMetrics:
-    """The metrics writer of a run without a folder."""
-
-    def write(self, row: dict) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: WFNConfig,
               normalize: tuple, mesh: Any) -> dict:
     """A short plain Adam training from scratch (for demos without --weights)."""
@@ -406,3 +434,15 @@ def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: WFNCon
         for batch in loader.epoch(e):
             state, _ = step(state, batch.images, batch.labels, batch.mask)
     return dict(jax.device_get(state.variables))
+
+
+class _RoundEpochs:
+    """The loader seen from inside one round: epoch e of the round is the loader's global epoch
+    ``first + e`` (the data order does not depend on where a run was resumed)."""
+
+    def __init__(self, loader: Any, first: int):
+        self.loader, self.first = loader, first
+        self.steps_per_epoch = loader.steps_per_epoch
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Any:
+        return self.loader.epoch(self.first + epoch, start_step)

@@ -169,6 +169,9 @@ def test_essential_schema_and_seed(dtd, weights, cifar_exact, tmp_path, capsys, 
     # influential channels matter for ours; CSG's (ascending) ones do not
     assert tot["ours"]["noise_at_inf"] < tot["ours"]["noise_at_noninf"]
     assert tot["csg"]["noise_at_inf"] > 10 * tot["csg"]["noise_at_noninf"]
+    # the seeded counts of docs/results.md, exactly (deterministic for a seed)
+    counts = {name: (t["clean"], t["noise_at_inf"], t["noise_at_noninf"]) for name, t in tot.items()}
+    assert counts == {"ours": (777, 378, 728), "csg": (749, 781, 27)}, counts
     assert (tmp_path / "a" / "essential.png").stat().st_size > 1000
 
 

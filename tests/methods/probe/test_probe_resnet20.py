@@ -32,5 +32,8 @@ def test_probe_resnet20_exact_subset(cifar_exact: Path, shared_data: Path, tmp_p
     # stage 3 at least as high as the input/stage 1.
     assert alpha[6] > max(alpha[i] for i in range(-1, 4)) + 0.05, alpha
     assert min(alpha[4], alpha[5]) >= max(alpha[-1], alpha[0], alpha[1]), alpha
+    # docs/probe.md's table, to its four decimals
+    table = [0.4260, 0.4260, 0.4260, 0.4305, 0.4288, 0.4347, 0.4347, 0.5658]
+    assert [round(a, 4) for a in doc["alpha_mean"]] == table, doc["alpha_mean"]
     assert (out / "result.png").stat().st_size > 1000
     assert json.loads((out / "config.json").read_text())["command"] == "probe"
