@@ -48,7 +48,7 @@ def run_validate(opts: dict) -> dict:
         mask = mask_tree(variables["params"], spec.head, table)
     run_dir.write_config(opts)
     mesh = _mesh(n_devices)
-    loader = eval_loader(spec, source, opts["batch_size"])
+    loader = eval_loader(spec, source, opts["batch_size"], eval_resize=opts.get("eval_resize", "crop"))
     from jaxnets.train.evaluate import evaluate
 
     result = evaluate(module, variables, loader, mean, std, num_classes,

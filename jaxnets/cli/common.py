@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +28,8 @@ VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Mo
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final result.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 (bf16 compute, fp32 master weights) | auto (bf16 on GPU/TPU).")]
 CheckpointEveryOpt = Annotated[int | None, typer.Option(help="Also checkpoint every N steps (for resume after a kill).")]
+# main.py's --gpu (Decomposing the Deep) picks a CUDA device; jaxnets runs on the JAX devices it sees.
+GpuOpt = Annotated[int | None, typer.Option("--gpu", "-g", hidden=True, help="Original flag; ignored.")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data spec: digits | cifar10:DIR | cifar100:DIR | cifar10-py:DIR | imagefolder:DIR | tfds:NAME.")]
 SplitOpt = Annotated[str, typer.Option(help="Split: train | test | val.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N images.")]
@@ -156,3 +158,18 @@ _TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", Path: "a p
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(2)
+
+
+# Original flags with no meaning here: option name → why it is ignored (one warning line each).
+IGNORED_FLAGS = {"gpu": "--gpu is ignored: jaxnets runs on the JAX devices it sees (choose them with "
+                        "CUDA_VISIBLE_DEVICES; --devices N for data parallelism where a command has it)"}
+
+
+def drop_ignored_flags(opts: dict, flags: Mapping[str, str]) -> None:
+    """Remove the original-only flags from ``opts`` (they are not recorded), with one warning line
+    for each one given."""
+    from jaxnets.ui import warn
+
+    for key, message in flags.items():
+        if opts.pop(key, None) is not None:
+            warn(message)

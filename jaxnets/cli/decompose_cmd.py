@@ -3,6 +3,12 @@
 Thin typer commands: the flags default to the Configs of :mod:`jaxnets.methods.decompose.config`;
 each ``*_from_options`` builds its Config, opens model and data with :mod:`jaxnets.api` and calls
 the library (:mod:`jaxnets.methods.decompose.runners`). ``validate --indices`` lives in validate_cmd.py.
+
+The original ``main.py`` spellings work as aliases, so ``main.py finetune resnet20 -i F -w W
+--gpu 0 --lr 0.0001 --num-epochs 1`` runs as ``jaxnets finetune resnet20 …`` (plus ``--data``):
+``--inds-file``, ``--weights-file``, ``--num-epochs``, ``-b``; ``essential`` takes the model as
+its argument too. Flags with no meaning here (``--gpu``; ``--lr``/``--num-epochs`` of
+``essential``, which the original parses for every command) are accepted with a warning.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from jaxnets.cli.common import (
+    IGNORED_FLAGS,
     BatchOpt,
     ClassesOpt,
     DataOpt,
     DevicesOpt,
+    GpuOpt,
     LimitOpt,
     OutOpt,
     SeedOpt,
-    WeightsOpt,
+    drop_ignored_flags,
     resolve_options,
     run_options,
 )
@@ -38,7 +46,9 @@ MUTUAL_INFO = MutualInfoConfig()
 
 ModelArg = Annotated[str, typer.Argument(help="Registered model name (resnet20, resnet50, digits_cnn, …).")]
 NormOpt = Annotated[str | None, typer.Option("--normalize", help="Normalisation override; default: the method's CIFAR constants for the option-A CIFAR ResNets, else the model's.")]
-IndicesOpt = Annotated[Path | None, typer.Option("--indices", "-i", help="Index JSON ({\"0\": [channel ids], …}).")]
+IndicesOpt = Annotated[Path | None, typer.Option("--indices", "--inds-file", "-i", help="Index JSON: a list of channel ids per class key \"0\", \"1\", ….")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", "--weights-file", "-w", help="Checkpoint: PyTorch .th/.pth/.pt/.tar, .npz, or a jaxnets checkpoint folder.")]
+EvalResizeOpt = Annotated[str, typer.Option("--eval-resize", help="ImageNet-size models on other-size images: squash (resize to 224×224, the original's) | crop (resize 256, centre crop 224).")]
 CsgWeightsOpt = Annotated[Path | None, typer.Option("--csg-weights", help="The CSG checkpoint (best_save_CSG.pth); its gate tensor gives the CSG indices.")]
 CsgOrderOpt = Annotated[str, typer.Option("--csg-order", help="ascending (the published files: least-used channels) | descending (the semantically right one).")]
 
@@ -56,6 +66,7 @@ def indices(
     classes: ClassesOpt = None,
     normalize: NormOpt = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the registry's).")] = None,
+    eval_resize: EvalResizeOpt = INDICES.eval_resize,
     out: OutOpt = None,
     seed: SeedOpt = INDICES.seed,
     batch_size: BatchOpt = INDICES.batch_size,
@@ -78,7 +89,7 @@ def finetune(
     indices: IndicesOpt = None,
     weights: WeightsOpt = None,
     data: DataOpt = "digits",
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = FINETUNE.epochs,
+    epochs: Annotated[int, typer.Option("--epochs", "--num-epochs", help="Epochs.")] = FINETUNE.epochs,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 1e-4 CIFAR-size, 1e-6 ImageNet-size).")] = FINETUNE.lr,
     batch_size: BatchOpt = FINETUNE.batch_size,
     eval_batch_size: Annotated[int, typer.Option(help="Validation batch size.")] = FINETUNE.eval_batch_size,
@@ -93,9 +104,11 @@ def finetune(
     checkpoint_every: Annotated[int | None, typer.Option(help="Also checkpoint every N steps.")] = FINETUNE.checkpoint_every,
     initial_eval: Annotated[bool, typer.Option("--initial-eval/--no-initial-eval", help="Validate the decomposed model before training.")] = FINETUNE.initial_eval,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Write the fine-tuned model (jaxnets checkpoint + PyTorch state_dict).")] = FINETUNE.export,
+    eval_resize: EvalResizeOpt = FINETUNE.eval_resize,
     out: OutOpt = None,
     seed: SeedOpt = FINETUNE.seed,
     devices: DevicesOpt = "1",
+    gpu: GpuOpt = None,
     **run_options: Any,
 ) -> None:
     """Fine-tune the whole network through the decomposed head (Adam, flip+crop, BN in train mode).
@@ -103,6 +116,7 @@ def finetune(
     Example: jaxnets finetune resnet20 --indices resnet20_cifar-10_indices.json --weights resnet20-12fca82f.th --data imagefolder:cifar10-jpeg --epochs 1
     """
     opts = resolve_options(ctx, dict(locals()), "finetune")
+    drop_ignored_flags(opts, IGNORED_FLAGS)
     result = finetune_from_options(opts)
     r = result.report
     before = f"{100 * result.start_top1:.2f} % → " if result.start_top1 is not None else ""
@@ -113,6 +127,7 @@ def finetune(
 @run_options
 def essential(
     ctx: typer.Context,
+    model_arg: Annotated[str | None, typer.Argument(metavar="MODEL", help="Registered model name (main.py's positional MODEL); same as --model.")] = None,
     indices: IndicesOpt = None,
     weights: WeightsOpt = None,
     csg_weights: CsgWeightsOpt = None,
@@ -125,9 +140,13 @@ def essential(
     limit: LimitOpt = None,
     classes: ClassesOpt = None,
     normalize: NormOpt = None,
+    eval_resize: EvalResizeOpt = ESSENTIAL.eval_resize,
     out: OutOpt = None,
     seed: SeedOpt = ESSENTIAL.seed,
     batch_size: BatchOpt = ESSENTIAL.batch_size,
+    gpu: GpuOpt = None,
+    lr: Annotated[float | None, typer.Option("--lr", hidden=True, help="Original flag; ignored by essential.")] = None,
+    num_epochs: Annotated[int | None, typer.Option("--num-epochs", hidden=True, help="Original flag; ignored by essential.")] = None,
     **run_options: Any,
 ) -> None:
     """Replace the influential (vs the other) pooled features by N(0,1) noise; per-class counts.
@@ -135,6 +154,8 @@ def essential(
     Example: jaxnets essential --weights resnet20-12fca82f.th --indices resnet20_cifar-10_indices.json --csg-weights best_save_CSG.pth --data cifar10:DIR
     """
     opts = resolve_options(ctx, dict(locals()), "essential")
+    _model_argument(ctx, opts)
+    drop_ignored_flags(opts, {**IGNORED_FLAGS, **ESSENTIAL_IGNORED_FLAGS})
     result = essential_from_options(opts)
     for run, t in result.totals.items():
         print(f"{run}: clean {t['clean']}/{t['total']}, influential noised {t['noise_at_inf']}/"
@@ -159,6 +180,23 @@ def mutual_info(
     """
     opts = resolve_options(ctx, dict(locals()), "mutual-info")
     print(mutual_info_from_options(opts).table, end="")
+
+
+ESSENTIAL_IGNORED_FLAGS = {"lr": "--lr is ignored by essential (nothing is trained)",
+                           "num_epochs": "--num-epochs is ignored by essential (nothing is trained)"}
+
+
+def _model_argument(ctx: typer.Context, opts: dict) -> None:
+    """``essential MODEL`` (main.py's positional model) is ``--model MODEL``; both must agree."""
+    from jaxnets.errors import JaxnetsError
+
+    name = opts.pop("model_arg", None)
+    if name is None:
+        return
+    typed = ctx.get_parameter_source("model")
+    if typed is not None and typed.name != "DEFAULT" and opts["model"] != name:
+        raise JaxnetsError(f"essential got the model twice: '{name}' and --model '{opts['model']}'")
+    opts["model"] = name
 
 
 def _model(opts: dict, data: Data, weights: Path | None, name: str) -> Model:
@@ -193,7 +231,7 @@ def indices_from_options(opts: dict) -> IndicesResult:
     from jaxnets.methods.decompose.runners import indices as run_indices
 
     config = IndicesConfig(k=opts["k"], k_keep=opts["k_keep"] or None, batch_size=opts["batch_size"],
-                           seed=opts["seed"])
+                           seed=opts["seed"], eval_resize=opts["eval_resize"])
     data = _open(opts, opts["split"], opts["limit"])
     model = _model(opts, data, opts["weights"], opts["model"])
     check_ks_fit(model, config)  # before the run folder is claimed
@@ -228,7 +266,7 @@ def finetune_from_options(opts: dict) -> FinetuneResult:
 
 # Flags that are FinetuneConfig fields (the rest say where the model and data come from, or how to run).
 FINETUNE_FLAGS = ("epochs", "lr", "batch_size", "eval_batch_size", "precision", "checkpoint_every", "initial_eval",
-                  "export", "seed")
+                  "export", "seed", "eval_resize")
 
 
 def essential_from_options(opts: dict) -> EssentialResult:
@@ -242,7 +280,7 @@ def essential_from_options(opts: dict) -> EssentialResult:
     if opts.get("csg_indices") and not opts.get("csg_weights"):
         raise JaxnetsError("--csg-indices needs --csg-weights (the CSG model's checkpoint)")
     config = EssentialConfig(noise_mode=opts["noise_mode"], csg_order=opts["csg_order"],
-                             batch_size=opts["batch_size"], seed=opts["seed"])
+                             batch_size=opts["batch_size"], seed=opts["seed"], eval_resize=opts["eval_resize"])
     # The experiment is defined on the test split (spec §3.5); an explicit --split is honoured.
     data = _open(opts, opts.get("split") or "test", opts["limit"])
     gates = load_gates(opts["csg_weights"]) if opts.get("csg_weights") else None

@@ -80,8 +80,14 @@ def adapt_to_data(spec: ModelSpec, source: Any, num_classes: int) -> ModelSpec:
     return spec
 
 
-def eval_loader(spec: ModelSpec, source: Any, batch_size: int, **kwargs: Any) -> Any:
-    per_image = transforms.imagenet_eval if _imagenet_resize(spec, source) else None
+def eval_loader(spec: ModelSpec, source: Any, batch_size: int, *, eval_resize: str = "crop",
+                **kwargs: Any) -> Any:
+    """Batches in dataset order; ``eval_resize`` names the ImageNet eval transform where one
+    applies (``crop``: resize 256 + centre 224; ``squash``: resize to 224×224)."""
+    if eval_resize not in transforms.IMAGENET_EVAL_RESIZES:
+        raise DataError(f"unknown eval resize '{eval_resize}'; use one of "
+                        f"{', '.join(transforms.IMAGENET_EVAL_RESIZES)}")
+    per_image = transforms.IMAGENET_EVAL_RESIZES[eval_resize] if _imagenet_resize(spec, source) else None
     return Loader(source, batch_size, shuffle=False, drop_last=False, pad_last=True,
                   per_image=per_image, **kwargs)
 

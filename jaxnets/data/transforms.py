@@ -141,6 +141,17 @@ def imagenet_eval(img: np.ndarray, rng: np.random.Generator | None = None) -> np
     return center_crop(resize_shorter(img, 256), 224)
 
 
+def imagenet_eval_squash(img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Resize both sides to 224 (bilinear, aspect ratio not kept), no crop — torchvision's
+    ``Resize((224, 224))``, the ImageNet eval transform of "Decomposing the Deep" (spec P12)."""
+    return _resize(img, 224, 224)
+
+
+# ImageNet eval transforms by name (``--eval-resize``): the standard resize-256/centre-crop-224
+# and the squash to 224×224; both give 224×224 images.
+IMAGENET_EVAL_RESIZES = {"crop": imagenet_eval, "squash": imagenet_eval_squash}
+
+
 def imagenet_train(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``RandomResizedCrop(224)`` then a horizontal flip with p = 0.5 (drawn after the crop)."""
     out = random_resized_crop(img, rng, 224)

@@ -135,3 +135,16 @@ def test_bad_flags_are_one_line(args: list[str], message: str, capsys, monkeypat
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith(message), err
     assert "Traceback" not in err and "╭" not in err
+
+
+def test_probe_plot_defaults_are_the_plot_config() -> None:
+    """`probe plot` has no --dry-run: its signature's defaults are PlotConfig's."""
+    import inspect
+
+    from jaxnets.cli.probe_cmd import plot
+    from jaxnets.methods.probe.config import PlotConfig
+
+    params = inspect.signature(plot).parameters
+    default = PlotConfig()
+    for field in dataclasses.fields(PlotConfig):
+        assert params[field.name].default == getattr(default, field.name), field.name

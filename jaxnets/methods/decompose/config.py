@@ -7,12 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from jaxnets.data.transforms import IMAGENET_EVAL_RESIZES
 from jaxnets.errors import ConfigError
 from jaxnets.precision import PRECISIONS
 
 CSG_ORDERS = ("ascending", "descending")
 NOISE_MODES = ("replace", "add")
 MI_DEFAULT_KS = (5, 10, 20)  # the paper's table (spec §3.6)
+EVAL_RESIZES = tuple(IMAGENET_EVAL_RESIZES)  # crop | squash
+# The original squashes ImageNet images to 224×224 for evaluation (spec P12: reproduce it by
+# default, offer the standard resize-256/centre-crop-224).
+DEFAULT_EVAL_RESIZE = "squash"
 
 
 def parse_ks(value: Any, field: str = "k", *, unique: bool = True) -> tuple[int, ...]:
@@ -61,9 +66,11 @@ class IndicesConfig:
     k_keep: tuple[int, ...] | None = None  # channels kept per class, one per k (default: k)
     batch_size: int = 256
     seed: int = 0  # initialises a model given without weights
+    eval_resize: str = DEFAULT_EVAL_RESIZE  # ImageNet-size models: squash (the original's) | crop
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", parse_ks(self.k))
+        _check_choice("eval_resize", self.eval_resize, EVAL_RESIZES)
         if self.k_keep is not None:
             keep = parse_ks(self.k_keep, "k_keep", unique=False)
             if len(keep) != len(self.k):
@@ -93,6 +100,7 @@ class FinetuneConfig:
     initial_eval: bool = True  # validate the decomposed model before training
     export: bool = True  # jaxnets checkpoint + PyTorch state_dict of the fine-tuned model
     seed: int = 0
+    eval_resize: str = DEFAULT_EVAL_RESIZE  # validation of ImageNet-size models: squash | crop
 
     def __post_init__(self) -> None:
         for field in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
@@ -100,6 +108,7 @@ class FinetuneConfig:
         if self.lr is not None and not float(self.lr) > 0:
             raise ConfigError("lr", f"must be > 0, got {self.lr}")
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("eval_resize", self.eval_resize, EVAL_RESIZES)
 
     def lr_for(self, input_size: int) -> float:
         """The learning rate: as given, else 1e-4 for CIFAR-size models and 1e-6 for ImageNet-size ones."""
@@ -116,10 +125,12 @@ class EssentialConfig:
     csg_order: str = "ascending"  # ascending (the published files) | descending
     batch_size: int = 256
     seed: int = 0  # keys the noise per (seed, run, class, image, variant)
+    eval_resize: str = DEFAULT_EVAL_RESIZE  # ImageNet-size models: squash (the original's) | crop
 
     def __post_init__(self) -> None:
         _check_choice("noise_mode", self.noise_mode, NOISE_MODES)
         _check_choice("csg_order", self.csg_order, CSG_ORDERS)
+        _check_choice("eval_resize", self.eval_resize, EVAL_RESIZES)
         _check_at_least(self, "batch_size", 1)
 
 

@@ -8,6 +8,9 @@ Normalisation: the model's own ``mean``/``std``. The CLI opens the option-A CIFA
 "Decomposing the Deep" checkpoints) with the method's CIFAR constants
 (0.491, 0.482, 0.447)/(0.247, 0.243, 0.261), as the original code uses them (spec §3.4
 caveat; :func:`method_normalization`); ``--normalize imagenet`` gives the checkpoint's own.
+
+ImageNet-size models reading images of another size get the eval transform the Config's
+``eval_resize`` names: ``squash`` to 224×224 (the original's, the default) or ``crop``.
 """
 
 from __future__ import annotations
@@ -148,7 +151,8 @@ def indices(model: Model, data: Data, config: IndicesConfig = IndicesConfig(),
     if run_dir is not None:
         run_dir.write_config(_record(config, provenance))
     order = sorted(set(config.k))
-    ex = extract_indices(model.module, model.variables, eval_loader(model.spec, data.source, config.batch_size),
+    loader = eval_loader(model.spec, data.source, config.batch_size, eval_resize=config.eval_resize)
+    ex = extract_indices(model.module, model.variables, loader,
                          model.mean, model.std, order, model.num_classes, d,
                          k_keep=[config.keep_for(k) for k in order])
     class_names = getattr(data.source, "class_names", None)
@@ -227,7 +231,7 @@ def finetune(model: Model, data: Data, config: FinetuneConfig = FinetuneConfig()
 
         mask = replicate(mesh, mask)
     loader = train_loader(model.spec, data.source, config.batch_size, seed=config.seed, augment=True)
-    ev_loader = eval_loader(model.spec, test_data.source, config.eval_batch_size)
+    ev_loader = eval_loader(model.spec, test_data.source, config.eval_batch_size, eval_resize=config.eval_resize)
 
     def eval_decomposed(variables: Mapping, description: str = "validate") -> Any:
         return evaluate(model.module, variables, ev_loader, model.mean, model.std, model.num_classes,
@@ -356,7 +360,7 @@ def essential(model: Model, data: Data, config: EssentialConfig = EssentialConfi
     runs: dict[str, dict] = {}
     tables: dict[str, list] = {}
     for name, m, table in pairs:
-        loader = eval_loader(m.spec, data.source, config.batch_size)
+        loader = eval_loader(m.spec, data.source, config.batch_size, eval_resize=config.eval_resize)
         feats, labels, _ = all_features(m.module, m.variables, loader, m.mean, m.std, name)
         kernel, bias = _head(m)
         runs[name] = essential_counts(feats, labels, kernel, bias, table, seed=config.seed, run=name,

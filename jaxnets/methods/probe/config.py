@@ -29,8 +29,8 @@ class ProbeConfig:
     svd: str = "sklearn"  # sklearn (TruncatedSVD, parity) | jax (randomized, jitted) | exact (Gram eigh)
     n_jobs: int = -1  # forest worker processes (-1: all cores)
     batch_size: int = 256  # forward-pass batch for the layer outputs
-    use_clustering: bool = False  # KMeans metrics per layer and a UMAP grid
-    only_umap: bool = False  # only the UMAP grid (no alphas)
+    use_clustering: bool = False  # KMeans metrics per layer and the UMAP pictures
+    only_umap: bool = False  # only the UMAP pictures, <layer>.png per layer and umap.png (no alphas)
     umap_points: int = 2500  # UMAP subsample size
     umap_faithful: bool = False  # subsample with replacement from RandomState(2), as the original
 
@@ -68,3 +68,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "notebook": {},
     "original-cli": {"trees": 1, "depth": 15, "seed": 2, "feature_dimension": 2500},
 }
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    """What ``probe plot`` draws: the options of the original ``plot_layers`` (§4.3).
+
+    Figures only: no alpha changes. ``remove_layers`` / ``remove_begin`` drop that many layers at
+    the end / start of every result (the original slices ``sizes`` and ``alphas`` the same way).
+    """
+
+    fill: bool = False  # shade each run's band between α at the first and the last ε (add_fill)
+    plot_test: bool = True  # a test-accuracy bar panel (for the results that have test_stats)
+    remove_layers: int = 0  # layers dropped at the end of every result
+    remove_begin: int = 0  # layers dropped at the start of every result
+
+    def __post_init__(self) -> None:
+        for name in ("remove_layers", "remove_begin"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be 0 or more (got {getattr(self, name)})")

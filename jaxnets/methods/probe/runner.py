@@ -185,7 +185,9 @@ def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: st
     """Alpha of each layer of ``model`` on ``data`` (the method uses the training split).
 
     Nothing is written unless ``run_dir`` is given; then it gets config.json, result.json,
-    result.png, clustering.png and umap.png (only umap.png with ``only_umap``, as the original).
+    result.png, clustering.png and the UMAP pictures: ``<index>.png`` per layer (the original's
+    file names, e.g. ``-1.png``, ``6.png``; written as each layer is done) and the grid umap.png.
+    With ``only_umap`` only the pictures (and config.json), as the original.
     ``test_data`` adds the model's top-1 there (the original's ``--calc-test``).
     """
     from jaxnets.api import evaluate
@@ -248,6 +250,10 @@ def run(model: Model, data: Data, config: ProbeConfig | None = None, run_dir: st
                 res.timings["umap"] = time.perf_counter() - t
                 if emb is not None:
                     panels.append((f"{index}: {name}", emb, y[rows]))
+                    if run_dir is not None:  # one picture per layer, named as the original's
+                        from jaxnets.methods.probe import plots
+
+                        plots.plot_umap_grid(panels[-1:], run_dir / f"{index}.png")
             layers.append(res)
             del feats[name]
     for res in layers:

@@ -216,3 +216,16 @@ def test_mutual_info_every_k_with_one_index_file(dtd, tmp_path, capsys, monkeypa
     assert "| 5 | 0.0345378 | 0.0375091 | 0.0339446 |" in out
     assert "| 10 | — | 0.0540359 | 0.0553250 |" in out
     assert "| 20 | — | 0.0817442 | 0.0873964 |" in out
+
+
+def test_validate_original_command_line(dtd, weights, cifar_exact, tmp_path, capsys, monkeypatch):
+    """README: ``main.py validate resnet20 -i resnet20_cifar-10_indices.json -w resnet20-12fca82f.th
+    --gpu 0`` (+ ``--data``; ``--inds-file``/``--weights-file`` and the no-op ``--lr`` too)."""
+    code, out, err = run_cli(["validate", "resnet20", "--inds-file", dtd / FILES[5], "--weights-file", weights,
+                              "--gpu", "0", "--lr", "0.00001", "--data", f"cifar10:{cifar_exact}",
+                              "--normalize", "cifar", "--out", tmp_path, "-q"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "warning: --gpu is ignored" in err and "warning: --lr is ignored" in err
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert (r["correct"], r["decomposed"]["correct"]) == (777, 754)
+    assert "gpu" not in json.loads((tmp_path / "config.json").read_text())["options"]
