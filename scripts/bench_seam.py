@@ -11,9 +11,9 @@ jaxnets vs a PyTorch reference of the masked layers, on the same machine, thread
 * **Model.** ``resnet20`` with ``resnet20-12fca82f.th`` from ../shared/data (random weights with
   ``--weights none``); the PyTorch side loads the same weights (converted back with
   ``jaxnets.converters.convert.variables_to_state_dict``) and the same head.
-* **jaxnets.** ``Engine.step_joint`` of ``jaxnets.methods.seam.training`` (a "head & mask" epoch:
-  scores at lr_mask, head at lr_head, one Adam with two groups), the jitted, donating step the
-  re-engineering loop runs.
+* **jaxnets.** ``Engine.joint_step`` of ``jaxnets.methods.seam.training`` (a "head & mask" epoch:
+  scores at lr_mask, head at lr_head, one Adam with two groups), the jitted step (the SeaM state
+  donated) that ``train.loop.fit`` runs for re-engineering.
 * **PyTorch reference (spec §2.3/§2.5, the original's semantics).** Every Conv2d/Linear weight and
   bias is used as ``W * STE(S)`` (forward ``1[S > 0]``, backward ``clamp(g, -1, 1)``) through
   ``torch.func.functional_call``, BN in eval mode, head ReLU → Linear(C → 2), loss
@@ -64,6 +64,7 @@ def main() -> None:
     from jaxnets.methods.seam import ReengineerConfig, core
     from jaxnets.methods.seam.loaders import open_split, target_loaders
     from jaxnets.methods.seam.runner import target_problem
+    from jaxnets.methods.seam.selection import Selector
     from jaxnets.methods.seam.training import Engine
 
     weights = None if args.weights.lower() == "none" else Path(args.weights)
@@ -88,15 +89,14 @@ def main() -> None:
     num_classes, k = model.num_classes, problem.target.num_targets
     head_mod, head0 = core.init_head(num_classes, k, 0)
     eng = Engine(module, head_mod, (model.mean, model.std), cfg, n_entries)
-    fresh = lambda: jax.tree_util.tree_map(jax.numpy.array, {"scores": scores0, "head": head0})  # noqa: E731
-    state = {"t": fresh()}
-    state["o"] = eng.opt_joint.init(state["t"])
+    frozen = {"params": params, "batch_stats": bs}
+    fresh = lambda: eng.init_state(scores0, head0, Selector(1.0), 0)  # noqa: E731
+    state = {"s": fresh()}
 
     def jax_epoch() -> object:
         m = None
-        for i, (x, y, v) in enumerate(batches):
-            state["t"], state["o"], m = eng.step_joint(state["t"], state["o"], params, bs, x, y, v,
-                                                       jax.random.key(i))
+        for x, y, v in batches:
+            state["s"], m = eng.joint_step(state["s"], x, y, v, frozen)
         return m["loss"]
 
     # --- PyTorch reference of the masked layers
@@ -171,20 +171,18 @@ def main() -> None:
         return bc.measure_when_quiet(step, sync, max_other=args.max_other, retries=args.retries,
                                      wait=20.0, **kw)
 
-    hs = {"h": jax.tree_util.tree_map(jax.numpy.array, head0)}
-    hs["o"] = eng.opt_head.init(hs["h"])
+    hs = {"s": fresh()}
 
     def jax_head_epoch() -> object:
         m = None
-        for i, (x, y, v) in enumerate(batches):
-            hs["h"], hs["o"], m = eng.step_head(hs["h"], hs["o"], state["t"]["scores"], params, bs, x,
-                                                y, v, jax.random.key(i))
+        for x, y, v in batches:
+            hs["s"], m = eng.head_step(hs["s"], x, y, v, frozen)
         return m["loss"]
 
     # --- correctness check: one step each from identical scores + head
     x, y, v = batches[0]
     t0 = time.perf_counter()
-    _, _, m = eng.step_joint(fresh(), eng.opt_joint.init(fresh()), params, bs, x, y, v, jax.random.key(0))
+    _, m = eng.joint_step(fresh(), x, y, v, frozen)
     loss_jax = float(m["loss"])
     compile_s = time.perf_counter() - t0  # trace + compile + one step
     loss_torch = float(torch_step(*t_batches[0]))

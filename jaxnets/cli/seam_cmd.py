@@ -10,11 +10,13 @@ import typer
 
 from jaxnets.cli.common import (
     BatchOpt,
+    CheckpointEveryOpt,
     DataOpt,
     DevicesOpt,
     LimitOpt,
     NormOpt,
     OutOpt,
+    PrecisionOpt,
     QuietOpt,
     SeedOpt,
     VerboseOpt,
@@ -62,10 +64,16 @@ def reengineer(
     out: OutOpt = None,
     seed: SeedOpt = DEFAULT.seed,
     batch_size: BatchOpt = DEFAULT.batch_size,
+    precision: PrecisionOpt = DEFAULT.precision,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT.checkpoint_every,
+    resume: Annotated[str | None, typer.Option("--resume", help="'auto' (the run folder's latest checkpoint, if any) or a run/checkpoints folder to continue from.")] = None,
     devices: DevicesOpt = "1",
     **run_options: Any,
 ) -> None:
     """Learn masks + a head for a target problem; write OUT/lr_head_mask_<lr_head>_<lr_mask>_alpha_<alpha>/.
+
+    Checkpoints go to the run folder's checkpoints/ at every epoch end (and every --checkpoint-every
+    steps); --resume auto continues a killed run exactly.
 
     Example: jaxnets seam reengineer resnet20 --weights resnet20-12fca82f.th --data imagefolder:cifar10-jpeg --target binary:3,5 --lr-mask 0.05 --epochs 20
     """
@@ -107,7 +115,7 @@ def reengineer_from_options(opts: dict) -> ReengineerResult:
         warn(f"no --weights given: re-engineering a randomly initialised {model.name}")
     run_dir = run_folder(default_run_path(opts["out"], "seam", model.name), config)
     return reengineer(model, train, config, run_dir, test_data=test, devices=devices,
-                      provenance=_provenance(opts, REENGINEER_FLAGS))
+                      provenance=_provenance(opts, REENGINEER_FLAGS), resume=opts["resume"])
 
 
 @seam_app.command("flops")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from jaxnets.errors import ConfigError
 from jaxnets.methods.seam.targets import SUPERCLASS_TYPES
+from jaxnets.precision import check_precision
 
 TARGET_KINDS = ("binary", "superclass")
 
@@ -96,10 +97,15 @@ class ReengineerConfig:
     augment: bool = True  # random crop + flip on 32-px data, random-resized crop on 224-px models
     exclude: str | None = None  # regex of parameter names never masked (e.g. '^fc/')
     plots: bool = True  # history.png and layer_retention.png in the run folder
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only); for resume after a kill
+    precision: str = "fp32"  # fp32 | bf16 (bf16 compute, fp32 scores, head and weights) | auto (bf16 on GPU/TPU)
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every is None:  # the CLI's "not given"
+            object.__setattr__(self, "checkpoint_every", 0)
         _coerce(self, float, "lr_head", "lr_mask", "alpha")
-        _coerce(self, int, "n_classes", "epochs", "early_stop", "batch_size", "seed", "limit", "test_limit")
+        _coerce(self, int, "n_classes", "epochs", "early_stop", "batch_size", "seed", "limit", "test_limit",
+                "checkpoint_every")
         kind, sep, _ = str(self.target).strip().partition(":")
         if kind.lower() not in TARGET_KINDS or not sep:
             raise ConfigError("target", f"'{self.target}' is unknown; use binary:T, binary:A,B or superclass:I")
@@ -113,6 +119,9 @@ class ReengineerConfig:
         _positive(self, "lr_head", "lr_mask")
         _at_least_one(self, "epochs", "batch_size")
         _early_stop(self.early_stop)
+        if self.checkpoint_every < 0:
+            raise ConfigError("checkpoint_every", f"must be ≥ 0 (got {self.checkpoint_every})")
+        check_precision(self.precision)
 
     @property
     def exclude_patterns(self) -> list[str] | None:

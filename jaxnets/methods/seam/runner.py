@@ -3,11 +3,14 @@ test_data) -> ReengineerResult`` (``jaxnets seam reengineer`` is a thin adapter 
 demo's :func:`run_digits`). Also the saved-run tools behind ``seam flops`` / ``seam time``.
 
 Run folder (``run_dir``; the CLI names it ``OUT/lr_head_mask_{lr_head}_{lr_mask}_alpha_{alpha}``):
-``config.json``, ``metrics.jsonl`` (one row per epoch), ``metrics.json`` (acc, acc_pre, WRR,
-kept/N, FLOPs, chosen epoch, seed, flags), ``scores.msgpack`` + ``head.msgpack`` (the chosen
-snapshot), ``pruned_params.msgpack`` (params ⊙ 1[s > 0] and batch_stats), ``masks.pth`` (the
-original mask-dict format), ``history.png`` and ``layer_retention.png``. Without a ``run_dir``
-nothing is written.
+``config.json``, ``metrics.jsonl``/``metrics.csv`` (+ TensorBoard; written by ``train.loop.fit``:
+one row per epoch, with the SeaM fields, and a train row every 50 steps), ``checkpoints/``
+(fit's, at every epoch end and every ``checkpoint_every`` steps), ``metrics.json`` (acc, acc_pre,
+WRR, kept/N, FLOPs, chosen epoch, seed, flags, history), ``scores.msgpack`` + ``head.msgpack``
+(the chosen snapshot), ``pruned_params.msgpack`` (params ⊙ 1[s > 0] and batch_stats),
+``masks.pth`` (the original mask-dict format), ``history.png`` and ``layer_retention.png``.
+Without a ``run_dir`` nothing is written. ``resume="auto"`` continues a killed run from its
+latest checkpoint and ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from jaxnets.models.api import init_variables, load_weights, resolve
 from jaxnets.models.registry import NORMALIZATIONS, get_spec
 from jaxnets.rundir import RunDir
 from jaxnets.runtime import setup_jax, write_json
+from jaxnets.train.checkpoint import find_resume, resumed_run_folder
 from jaxnets.train.state import TrainState
 from jaxnets.train.steps import make_train_step, normalize_images
 from jaxnets.ui import info
@@ -158,12 +162,14 @@ class ReengineerResult:
 
 def reengineer(model: Model, data: Data, config: ReengineerConfig | None = None,
                run_dir: str | Path | RunDir | None = None, *, test_data: Data | None = None,
-               devices: int | None = None, provenance: Mapping[str, Any] | None = None) -> ReengineerResult:
+               devices: int | None = None, provenance: Mapping[str, Any] | None = None,
+               resume: str | Path | None = None) -> ReengineerResult:
     """Re-engineer ``model`` for ``config.target``: train on ``data``, select on ``test_data``
     (§2.7; default: the test split of the same data); the result's ``model`` is the pruned net.
 
     ``devices`` > 1 shards each batch over that many devices. ``provenance`` (the CLI's other
-    flags) is recorded in config.json next to the config.
+    flags) is recorded in config.json next to the config. ``resume``: ``"auto"`` (the run
+    folder's latest checkpoint, if any) or a run/checkpoints folder to continue from.
     """
     config = config or ReengineerConfig()
     if test_data is None:
@@ -172,7 +178,9 @@ def reengineer(model: Model, data: Data, config: ReengineerConfig | None = None,
     normalize = (model.mean, model.std)
     problem = target_problem(model, data, test_data, config)
     target = problem.target
-    run_dir = RunDir.of(run_dir, "seam reengineer")
+    run_dir = RunDir.of(run_dir, "seam reengineer", spec.name, resume=resume)
+    # A bad resume folder fails here, before anything is written.
+    resume_dir = find_resume(resume, run_dir) if resume is not None else None
     setup_jax(devices)
     mesh = None
     if devices and devices > 1:
@@ -186,30 +194,25 @@ def reengineer(model: Model, data: Data, config: ReengineerConfig | None = None,
     if not 0 < acc_pre <= 1:
         raise JaxnetsError(f"the original model gets {acc_pre:.3f} on the target test set; SeaM's "
                            "selection needs an accuracy in (0, 1] (wrong --weights or data?)")
-    jsonl = None
+    recorded = {"model": spec.name, "weights": model.weights, "data": data.text, "normalize": None,
+                "num_classes": None, "out": run_dir, "devices": devices, **(provenance or {}),
+                **dataclasses.asdict(config)}
+    recorded = json.loads(json.dumps(recorded, default=str))  # checkpoints store it as JSON
     if run_dir is not None:
-        recorded = {"model": spec.name, "weights": model.weights, "data": data.text, "normalize": None,
-                    "num_classes": None, "out": run_dir, "devices": devices, **(provenance or {}),
-                    **dataclasses.asdict(config)}
-        run_dir.write_config(recorded, target=target.to_json())
-        jsonl = (run_dir / "metrics.jsonl").open("w")
+        run_dir.write_config(recorded, resume_from=resumed_run_folder(resume, run_dir), target=target.to_json())
     info(f"SeaM {spec.name}: {target.describe()}; train {len(problem.train)}, test "
          f"{len(problem.test)} images; original accuracy {acc_pre:.4f}")
+    if resume_dir is not None:
+        info(f"resuming from {resume_dir}")
 
     def on_epoch(row: dict) -> None:
-        if jsonl is not None:
-            jsonl.write(json.dumps(row) + "\n")
-            jsonl.flush()
         info(f"epoch {row['epoch']:3d} ({row['phase']}) loss {row['train_loss']:.4f} "
              f"acc {row['test_acc']:.4f} retention {row['retention']:.4f} ({row['event']})")
 
-    try:
-        result = train_masks(module, variables, loaders.train, loaders.test, num_classes=model.num_classes,
-                             num_targets=target.num_targets, normalize=normalize, acc_pre=acc_pre,
-                             cfg=config, exclude=config.exclude_patterns, mesh=mesh, on_epoch=on_epoch)
-    finally:
-        if jsonl is not None:
-            jsonl.close()
+    result = train_masks(module, variables, loaders.train, loaders.test, num_classes=model.num_classes,
+                         num_targets=target.num_targets, normalize=normalize, acc_pre=acc_pre,
+                         cfg=config, exclude=config.exclude_patterns, mesh=mesh, on_epoch=on_epoch,
+                         run_dir=run_dir, resume=resume_dir, model_name=spec.name, record=recorded)
     kept = core.count_kept(result.scores)
     host = jax.device_get(variables)
     fl = flops.count_flops(module, host, spec.input_shape(1), scores=result.scores,
@@ -227,7 +230,8 @@ def reengineer(model: Model, data: Data, config: ReengineerConfig | None = None,
         "epoch": result.epoch, "used_fallback": result.used_fallback, "flops": fl,
         "params_original": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(host["params"]))),
         "layers": layers, "train_images": len(problem.train), "test_images": len(problem.test),
-        "run_dir": str(run_dir) if run_dir is not None else None, "history": result.history,
+        "run_dir": str(run_dir) if run_dir is not None else None, "resumed_from": result.resumed_from,
+        "history": result.history,
     }
     out = ReengineerResult(model=model.replace(pruned), head=result.head, scores=result.scores, target=target,
                            summary=summary, run_dir=run_dir, history=result.history)

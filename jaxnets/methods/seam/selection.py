@@ -4,12 +4,33 @@ The rule is replicated as written in the original code, oddities included (pitfa
 sparsity compared at ``floor(1000·r)`` resolution, ties broken by accuracy, and an early-stop
 counter that counts below-threshold epochs since the last sparsity improvement (never reset when
 accuracy recovers). The fallback ``bak`` is the snapshot with the largest ``acc − r``.
+
+A :class:`Selector` goes into a checkpoint as arrays (:meth:`Selector.to_arrays`,
+:meth:`Selector.from_arrays`): a resumed run continues the rule exactly where it stopped. The
+floats keep their float64 bits (JAX without x64 would round them to float32 and change the ties
+the rule compares).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_FLOATS = ("best_r", "best_acc", "bak_value", "bak_acc", "bak_r")
+_EPOCHS = ("best_epoch", "bak_epoch")  # -1 stands for None (no snapshot yet)
+
+
+def float_bits(value: float) -> np.ndarray:
+    """A Python float as its float64 bits in two uint32 (exact through jit and checkpoints)."""
+    return np.array([value], np.float64).view(np.uint32)
+
+
+def bits_float(bits: Any) -> float:
+    return float(np.ascontiguousarray(np.asarray(bits), np.uint32).view(np.float64)[0])
 
 
 @dataclass
@@ -34,12 +55,31 @@ class Selector:
     counter: int = 0
     bak_value: float = -math.inf
     bak_epoch: int | None = None
+    bak_acc: float = math.nan  # accuracy and retention of the fallback snapshot
+    bak_r: float = math.nan
     log: list[Decision] = field(default_factory=list)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The rule's numbers (not ``acc_pre``/``early_stop``, which are settings, nor the log)."""
+        out = {name: float_bits(getattr(self, name)) for name in _FLOATS}
+        out.update({name: np.asarray(-1 if getattr(self, name) is None else getattr(self, name), np.int32)
+                    for name in _EPOCHS})
+        out["counter"] = np.asarray(self.counter, np.int32)
+        out["enabled"] = np.asarray(self.enabled, np.bool_)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], acc_pre: float, early_stop: int = -1) -> Selector:
+        """The selector :meth:`to_arrays` stored (host or device arrays)."""
+        epochs = {name: int(arrays[name]) for name in _EPOCHS}
+        return cls(acc_pre, early_stop, counter=int(arrays["counter"]), enabled=bool(arrays["enabled"]),
+                   **{name: bits_float(arrays[name]) for name in _FLOATS},
+                   **{name: (None if e < 0 else e) for name, e in epochs.items()})
 
     def update(self, epoch: int, acc: float, r: float) -> Decision:
         record_bak = (acc - r) > self.bak_value
         if record_bak:
-            self.bak_value, self.bak_epoch = acc - r, epoch
+            self.bak_value, self.bak_epoch, self.bak_acc, self.bak_r = acc - r, epoch, acc, r
         record_best, stop = False, False
         if acc >= self.acc_pre:
             self.enabled = True
@@ -70,3 +110,10 @@ class Selector:
     @property
     def used_fallback(self) -> bool:
         return self.best_epoch is None
+
+    @property
+    def chosen(self) -> tuple[int | None, float, float]:
+        """``(epoch, acc, r)`` of the returned snapshot."""
+        if self.used_fallback:
+            return self.bak_epoch, self.bak_acc, self.bak_r
+        return self.best_epoch, self.best_acc, self.best_r

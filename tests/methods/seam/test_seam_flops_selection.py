@@ -71,3 +71,27 @@ def test_seam_selection_fallback_when_never_reached() -> None:
     for e, (a, r) in enumerate([(0.5, 0.9), (0.7, 0.5), (0.6, 0.1)]):
         sel.update(e, a, r)
     assert sel.used_fallback and sel.chosen_epoch == 2  # largest acc − r = 0.5
+
+
+def test_seam_selector_round_trips_through_arrays_exactly() -> None:
+    """A selector stored as arrays (what a checkpoint holds) and rebuilt decides exactly as the one
+    that never left memory: float64 bits, so ties such as acc == best_acc still tie."""
+    seq = [(0.85, 0.5), (2 / 3 + 0.3, 0.41), (2 / 3 + 0.3, 0.41), (0.8, 0.3), (0.97, 0.1 + 0.2), (0.5, 0.2),
+           (0.5, 0.2)]
+    whole = Selector(acc_pre=0.9, early_stop=2)
+    expected = [whole.update(e, a, r) for e, (a, r) in enumerate(seq)]
+    assert [d.event for d in expected] == ["before-threshold", "best-reset", "skip", "below", "best-reset",
+                                           "below", "below"] and expected[-1].stop
+    resumed = Selector(acc_pre=0.9, early_stop=2)
+    decisions = []
+    for e, (a, r) in enumerate(seq):
+        arrays = resumed.to_arrays()
+        assert all(v.dtype in (np.uint32, np.int32, np.bool_) for v in arrays.values())
+        resumed = Selector.from_arrays(arrays, acc_pre=0.9, early_stop=2)  # as after every checkpoint
+        decisions.append(resumed.update(e, a, r))
+    assert [(d.event, d.record_best, d.record_bak, d.stop) for d in decisions] == \
+        [(d.event, d.record_best, d.record_bak, d.stop) for d in expected]
+    fresh = Selector.from_arrays(Selector(acc_pre=0.9).to_arrays(), acc_pre=0.9)
+    assert fresh.best_epoch is None and fresh.bak_epoch is None and fresh.bak_value == -np.inf
+    assert (resumed.best_epoch, resumed.best_acc, resumed.best_r) == (whole.best_epoch, whole.best_acc, whole.best_r)
+    assert resumed.chosen == whole.chosen == (4, 0.97, 0.1 + 0.2)

@@ -38,4 +38,5 @@ def test_seam_resnet20_cat_vs_dog(shared_data: Path, cifar_jpeg: Path, tmp_path:
     assert not summary["used_fallback"]  # a selected snapshot, not the acc − r fallback
     assert summary["acc"] >= summary["acc_pre"]
     assert summary["retention"] <= 0.8
+    assert summary["epoch"] == 7 and summary["retention"] == pytest.approx(0.7316, abs=0.005)  # docs/results.md
     assert summary["flops"]["flops_sparse"] < 0.85 * summary["flops"]["flops_dense"]

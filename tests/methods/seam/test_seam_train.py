@@ -117,3 +117,35 @@ def test_seam_alpha_monotonicity(toy: dict) -> None:
     # whatever collapse happens at large α, the returned snapshot is a selected one (best or bak)
     big = rows[8.0][1]
     assert big.epoch in {d.epoch for d in big.selector.log if d.record_best or d.record_bak}
+
+
+def test_seam_bf16_compute() -> None:
+    """``precision="bf16"`` computes the masked forward/backward in bfloat16 (scores, head and the
+    frozen weights stay float32); on CPU ``auto`` is fp32, bit for bit."""
+    from jaxnets.data.spec import open_source
+    from jaxnets.models.api import init_variables
+    from jaxnets.models.registry import NORMALIZATIONS, get_spec
+
+    spec = get_spec("digits_cnn")
+    module = spec.create()
+    variables = init_variables(spec, module, 0)
+    target = targets.parse_target("binary:3,8", 10)
+    train, _ = targets.target_sources(open_source("digits", "train"), target, 64)
+    test, _ = targets.target_sources(open_source("digits", "test"), target, 64)
+
+    def run(precision: str) -> object:
+        cfg = ReengineerConfig(lr_head=0.1, lr_mask=0.01, alpha=1.0, epochs=2, seed=0, precision=precision)
+        train_l = Loader(train, 64, shuffle=True, seed=0, drop_last=False, pad_last=True, prefetch=0)
+        test_l = Loader(test, 64, shuffle=False, pad_last=True, prefetch=0)
+        return train_masks(module, variables, train_l, test_l, num_classes=10, num_targets=2,
+                           normalize=NORMALIZATIONS["digits"], acc_pre=0.5, cfg=cfg)
+
+    fp32, bf16 = run("fp32"), run("bf16")
+    leaves = lambda r: jax.tree_util.tree_leaves(r.final_scores)  # noqa: E731
+    assert all(a.dtype == np.float32 for a in leaves(bf16))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(fp32), leaves(bf16), strict=True))
+    for a, b in zip(fp32.history, bf16.history, strict=True):
+        assert a["train_loss"] != b["train_loss"] and abs(a["train_loss"] - b["train_loss"]) < 1e-2
+    if jax.default_backend() == "cpu":
+        auto = run("auto")
+        assert all(np.array_equal(a, b) for a, b in zip(leaves(fp32), leaves(auto), strict=True))
