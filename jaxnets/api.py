@@ -219,14 +219,16 @@ class Data:
 
 
 def open_data(spec: str, split: str = "test", *, limit: int | None = None,
-              classes: str | Sequence[int] | None = None) -> Data:
-    """A data set split by its ``--data`` text: ``digits``, ``cifar10:PATH``, ``imagefolder:PATH``, …
+              classes: str | Sequence[int] | None = None, shots: int | None = None) -> Data:
+    """A data set split by its ``--data`` text: ``digits``, ``cifar10:PATH``, ``imagefolder:PATH``,
+    ``cub200:PATH`` (and SeaM's other target sets), …
 
-    ``classes`` keeps only these labels (``"0,3,5"`` or a list of ints)."""
+    ``classes`` keeps only these labels (``"0,3,5"`` or a list of ints); ``shots`` keeps N images
+    of each class (few-shot sampling, the original SeaM's rule: ``jaxnets.data.spec.few_shot_indices``)."""
     if classes is not None and not isinstance(classes, str):
         classes = ",".join(str(int(c)) for c in classes)
     kept = parse_classes(classes)
-    source = open_source(spec, split, limit=limit, classes=kept)
+    source = open_source(spec, split, limit=limit, classes=kept, shots=shots)
     return Data(source=source, text=spec, split=split, limit=limit,
                 classes=tuple(int(c) for c in kept) if kept is not None else None)
 

@@ -30,7 +30,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 (bf16 compute, fp32
 CheckpointEveryOpt = Annotated[int | None, typer.Option(help="Also checkpoint every N steps (for resume after a kill).")]
 # main.py's --gpu (Decomposing the Deep) picks a CUDA device; jaxnets runs on the JAX devices it sees.
 GpuOpt = Annotated[int | None, typer.Option("--gpu", "-g", hidden=True, help="Original flag; ignored.")]
-DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data spec: digits | cifar10:DIR | cifar100:DIR | cifar10-py:DIR | imagefolder:DIR | tfds:NAME.")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data spec: digits | cifar10:DIR | cifar100:DIR | cifar10-py:DIR | imagefolder:DIR | cub200:DIR | dogs120:DIR | flowers102:DIR | mit67:DIR | actions40:DIR | tfds:NAME (docs/data.md).")]
 SplitOpt = Annotated[str, typer.Option(help="Split: train | test | val.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N images.")]
 ClassesOpt = Annotated[str | None, typer.Option(help="Keep only these classes, e.g. 0,3,7.")]

@@ -1,15 +1,18 @@
 """`jaxnets wfn run|stats`: Weight Fixing Networks (specs/weight-fixing-networks.md).
 
 The original's flag spellings work as aliases (``--distance_allowed``, ``--optimiser``,
-``--regularistion_ratio``, ``--calculation_type``, ``--bn_inc 1``, …).
+``--regularistion_ratio``, ``--calculation_type``, ``--bn_inc 1``, …), and so do its
+space-separated lists (``--percentages 0.3 0.6 1.0``, ``--distance_allowed 0.01 0.0075``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from jaxnets.cli.common import (
     BatchOpt,
@@ -21,26 +24,93 @@ from jaxnets.cli.common import (
     PrecisionOpt,
     SeedOpt,
     WeightsOpt,
+    load_config,
     resolve_options,
     run_options,
 )
-from jaxnets.methods.wfn.config import WFNConfig
+from jaxnets.methods.wfn.config import PROTOCOLS, WFNConfig, parse_deltas, protocol_settings
+
+if TYPE_CHECKING:
+    from jaxnets.methods.wfn.runner import WFNResult
 
 DEFAULT = WFNConfig()
+# The original's nargs="+" options: their space-separated values are joined into one.
+LIST_FLAGS = ("--percentages", "--distance-allowed", "--distance_allowed")
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def join_list_values(args: list[str], flags: Collection[str] = LIST_FLAGS) -> list[str]:
+    """``--percentages 0.3 0.6 1.0`` → ``--percentages 0.3,0.6,1.0``: an option takes one value,
+    so the original's unquoted lists would otherwise leave stray arguments."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if token == "--":  # the rest are arguments
+            out.extend(args[i - 1:])
+            break
+        name, eq, value = token.partition("=")
+        if name not in flags or (not eq and i >= len(args)):
+            out.append(token)
+            continue
+        values = [value] if eq else [args[i]]  # the option's own value, whatever it is
+        i += 0 if eq else 1
+        while i < len(args) and _is_number(args[i]):
+            values.append(args[i])
+            i += 1
+        out.extend([name, ",".join(values)])
+    return out
+
+
+class OriginalListsCommand(TyperCommand):
+    """A command that accepts the original's space-separated lists (:func:`join_list_values`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, join_list_values(args))
+
+
+def _deltas_flag(value: Any) -> float | tuple[float, ...]:
+    """``--distance-allowed``: one δ (a number, as the Config's field) or a list (one run each)."""
+    deltas = parse_deltas(value)
+    return deltas[0] if len(deltas) == 1 else deltas
+
+
+def _untyped(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is None or source.name == "DEFAULT"
+
+
+def with_protocol(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's settings in place of the defaults left untouched (a typed flag, then a
+    --config value, still win: resolve_options applies the file next)."""
+    name = values["protocol"]
+    if _untyped(ctx, "protocol"):
+        name = load_config(values["run_options"].get("config"), "wfn").get("protocol", name)
+    settings = protocol_settings(str(name))
+    return {**values, **{k: v for k, v in settings.items() if _untyped(ctx, k)}}
 
 wfn_app = typer.Typer(help="Weight Fixing Networks: a whole-network codebook of (sums of) powers of two.",
                       no_args_is_help=True)
 
 
-@wfn_app.command("run")
+@wfn_app.command("run", cls=OriginalListsCommand)
 @run_options
 def run(
     ctx: typer.Context,
     model: ModelArg,
     weights: WeightsOpt = None,
     data: DataOpt = "digits",
-    distance_allowed: Annotated[float, typer.Option("--distance-allowed", "--distance_allowed", help="δ, the relative tolerance (≥ 0).")] = DEFAULT.distance_allowed,
-    percentages: Annotated[str, typer.Option("--percentages", help="Fractions fixed after each round, increasing, ending at 1.0 (e.g. '0.5,0.9,1.0').")] = ",".join(map(str, DEFAULT.percentages)),
+    distance_allowed: Annotated[float, typer.Option("--distance-allowed", "--distance_allowed", parser=_deltas_flag, help="δ, the relative tolerance (≥ 0); several (0.01,0.0075 or 0.01 0.0075): one run each, in sub-folders delta_<δ>/.")] = DEFAULT.distance_allowed,
+    percentages: Annotated[str, typer.Option("--percentages", help="Fractions fixed after each round, increasing, ending at 1.0 (e.g. 0.5,0.9,1.0 or 0.5 0.9 1.0).")] = ",".join(map(str, DEFAULT.percentages)),
+    protocol: Annotated[str, typer.Option("--protocol", help=f"Training protocol: {' | '.join(PROTOCOLS)} (original-cifar: --augment, --val-split 5000, --bn-inc; flags given win).")] = "jaxnets",
     calculation_type: Annotated[str, typer.Option("--calculation-type", "--calculation_type", help="relative | euclidean.")] = DEFAULT.calculation_type,
     zero_distance: Annotated[float, typer.Option("--zero-distance", "--zero_distance", help="γ0: |w| below it is pruned to 0.")] = DEFAULT.zero_distance,
     regularisation_ratio: Annotated[float, typer.Option("--regularisation-ratio", "--regularistion-ratio", "--regularisation_ratio", "--regularistion_ratio", help="ρ: the regulariser's share of the loss.")] = DEFAULT.regularisation_ratio,
@@ -55,6 +125,7 @@ def run(
     experiment_name: Annotated[str, typer.Option("--experiment-name", "--experiment_name", help="Name stored in results.json.")] = DEFAULT.experiment_name,
     pretrain_epochs: Annotated[int, typer.Option(help="Train from scratch this many epochs first (when there are no --weights).")] = DEFAULT.pretrain_epochs,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="CIFAR flip + pad-4 crop while fine-tuning.")] = DEFAULT.augment,
+    val_split: Annotated[int, typer.Option("--val-split", help="Hold out this many training images (seeded by --seed) and validate on them after every epoch (original CIFAR: 5000).")] = DEFAULT.val_split,
     limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Use only the first N test images.")] = None,
     normalize: Annotated[str | None, typer.Option("--normalize", help="Normalisation override (default: the model's).")] = None,
@@ -71,32 +142,37 @@ def run(
 
     Example: jaxnets wfn run digits_cnn --data digits --pretrain-epochs 5 --percentages 0.5,0.9,1.0 --fixing-epochs 1 --lr 1e-3
     """
-    opts = resolve_options(ctx, dict(locals()), "wfn")
+    opts = resolve_options(ctx, with_protocol(ctx, dict(locals())), "wfn")
     for key in ("config", "verbose", "quiet"):
         opts.pop(key, None)
     value = opts.pop("bn_inc_value")
     if value is not None:
         opts["bn_inc"] = bool(value)
-    result = wfn_from_options(opts)
-    print(f"{result.model.name}: WFN δ={opts['distance_allowed']} → test top-1 {100 * result.accuracy:.2f} % "
-          f"(baseline {100 * result.baseline_accuracy:.2f} %), {result.unique_values} unique values, "
-          f"{result.results['compressed_entropy']:.3f} bits; run folder {result.run_dir}")
+    for result in wfn_from_options(opts):  # one line per δ
+        top5 = result.results["compressed_acc5"]
+        print(f"{result.model.name}: WFN δ={result.results['distance_allowed']} → test top-1 "
+              f"{100 * result.accuracy:.2f} %{f', top-5 {100 * top5:.2f} %' if top5 is not None else ''} "
+              f"(baseline {100 * result.baseline_accuracy:.2f} %), {result.unique_values} unique values, "
+              f"{result.results['compressed_entropy']:.3f} bits; run folder {result.run_dir}")
 
 
 # Flags that are WFNConfig fields (the rest say where the model and data come from, or how to run).
 CONFIG_FLAGS = ("distance_allowed", "percentages", "calculation_type", "zero_distance", "regularisation_ratio",
                 "bn_inc", "first_epoch", "fixing_epochs", "optimizer", "lr", "distance_schedule", "augment",
-                "pretrain_epochs", "batch_size", "seed", "experiment_name", "precision", "checkpoint_every")
+                "val_split", "pretrain_epochs", "batch_size", "seed", "experiment_name", "precision",
+                "checkpoint_every")
 
 
-def wfn_from_options(opts: dict):
-    """The flags → WFNConfig, model and data opened by the library, then WFN's run."""
+def wfn_from_options(opts: dict) -> list[WFNResult]:
+    """The flags → WFNConfig, model and data opened by the library, then WFN's run (one per δ)."""
     from jaxnets.api import load, open_data
     from jaxnets.methods.wfn.runner import run as run_wfn
+    from jaxnets.methods.wfn.runner import run_deltas
     from jaxnets.runtime import default_run_path, parse_devices
     from jaxnets.ui import warn
 
-    config = WFNConfig(**{k: opts[k] for k in CONFIG_FLAGS})
+    deltas = parse_deltas(opts["distance_allowed"])  # a TOML file gives one δ, a flag one or several
+    config = WFNConfig(**{**{k: opts[k] for k in CONFIG_FLAGS}, "distance_allowed": deltas[0]})
     if str(opts["scheduler"]).lower() not in ("none", ""):
         warn("--scheduler is ignored (the original forces no LR schedule)")
     devices = parse_devices(opts["devices"])
@@ -107,9 +183,13 @@ def wfn_from_options(opts: dict):
     if opts["weights"] is None and config.pretrain_epochs == 0:
         warn("no --weights and --pretrain-epochs 0: WFN runs on an untrained model")
     provenance = {"weights": opts["weights"], "data": opts["data"], "limit": opts["limit"],
-                  "test_limit": opts["test_limit"], "normalize": opts["normalize"]}
-    return run_wfn(model, train, config, run_dir=default_run_path(opts["out"], "wfn", model.name), test_data=test,
-                   resume=opts["resume"], devices=devices, provenance=provenance)
+                  "test_limit": opts["test_limit"], "normalize": opts["normalize"], "protocol": opts["protocol"]}
+    run_dir = default_run_path(opts["out"], "wfn", model.name)
+    if len(deltas) > 1:
+        return run_deltas(model, train, config, deltas, run_dir, test_data=test, resume=opts["resume"],
+                          devices=devices, provenance=provenance)
+    return [run_wfn(model, train, config, run_dir=run_dir, test_data=test, resume=opts["resume"], devices=devices,
+                    provenance=provenance)]
 
 
 @wfn_app.command("stats")

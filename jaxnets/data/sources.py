@@ -12,6 +12,8 @@ dataset order, without decoding images). Implementations:
 * :class:`ImageFolderSource` — ``DIR/<split>/<class>/*.jpg|png`` (also ImageNet's
   ``ILSVRC/Data/CLS-LOC`` layout). When every image has the same size the split is decoded once
   into a ``.npy`` cache and memory-mapped afterwards.
+  SeaM's five target sets (CUB-200, Stanford Dogs, Flowers-102, MIT-67, Stanford-40) are image-folder
+  sources over the files their official list files name (:mod:`jaxnets.data.finegrained`).
 * :class:`DigitsSource` — scikit-learn's 8×8 digits, embedded, with a fixed stratified split.
 * :class:`TfdsSource` — ``tfds.data_source`` (optional dependency).
 * :class:`Subset` — a view (``--limit``, ``--classes``).
@@ -71,6 +73,13 @@ class Source:
     def get_batch(self, idx: np.ndarray) -> np.ndarray:
         """The images at ``idx`` stacked into ``(B, H, W, C)`` uint8; sizes must agree."""
         return _stack(self.get_images(idx), self)
+
+    def shot_order(self) -> np.ndarray:
+        """All positions in the order ``--shots N`` scans them: it keeps the first N of each class.
+
+        Dataset order here (the original SeaM's rule for ImageNet folders: the first N files of a
+        class in sorted order); a reader whose original samples instead overrides it."""
+        return np.arange(len(self), dtype=np.int64)
 
     def describe(self) -> str:
         shape = "×".join(map(str, self.image_shape)) if self.image_shape else "varying size"
@@ -547,12 +556,22 @@ class ImageFolderSource(Source):
             raise DataError(f"{split_dir}: {_plural(len(empty), 'class folder')} without image "
                             f"files ({shown}); every class folder needs images — add them or "
                             "remove the folder (labels are the sorted folder names)")
+        self._init_files(root, split_dir, split, paths, labels, [c.name for c in class_dirs],
+                         name=name or root.name, cache=cache, cache_dir=cache_dir, workers=workers)
+
+    def _init_files(self, root: Path, split_dir: Path, split: str, paths: list[str],
+                    labels: Sequence[int] | np.ndarray, class_names: list[str], *, name: str,
+                    cache: bool | None, cache_dir: str | Path | None, workers: int | None) -> None:
+        """Take ``paths[i]`` with label ``labels[i]`` (files the caller has checked), then open or
+        build the decode cache. A data set whose own list files name its images (the SeaM target
+        sets, :mod:`jaxnets.data.finegrained`) calls this instead of scanning class folders;
+        ``split_dir`` is then its folder (the cache key and error messages name it)."""
         self.root, self.split_dir = root, split_dir
         self.paths = paths
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.class_names = [c.name for c in class_dirs]
+        self.class_names = class_names
         self.num_classes = len(self.class_names)
-        self.name = name or root.name
+        self.name = name
         self.split = split
         self.cache_key: str | None = None  # set when the cache is used (it reads every file)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()

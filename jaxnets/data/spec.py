@@ -1,9 +1,11 @@
 """Data specs (``--data``): a short string that names a data set and where it lives.
 
 Valid forms: ``digits``, ``tfds:NAME``, ``cifar10:DIR``, ``cifar100:DIR``, ``cifar10-py:DIR``,
-``cifar100-py:DIR``, ``imagefolder:DIR``. ``cifar10:DIR`` / ``cifar100:DIR`` accept the binary
-batches folder, its parent, or a pickled (python) batches folder; the ``-py`` forms insist on the
-pickled format.
+``cifar100-py:DIR``, ``imagefolder:DIR``, and SeaM's five target sets from their official list
+files, ``cub200:DIR``, ``dogs120:DIR``, ``flowers102:DIR``, ``mit67:DIR``, ``actions40:DIR`` (the
+original's spellings ``dog120``, ``flower102``, ``action40`` too; :mod:`jaxnets.data.finegrained`).
+``cifar10:DIR`` / ``cifar100:DIR`` accept the binary batches folder, its parent, or a pickled
+(python) batches folder; the ``-py`` forms insist on the pickled format.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxnets.data.finegrained import ALIASES, TARGET_SETS, open_target_set
 from jaxnets.data.sources import (
     CifarBinarySource,
     CifarPythonSource,
@@ -26,8 +29,8 @@ from jaxnets.data.sources import (
 from jaxnets.errors import DataError
 
 VALID_FORMS = ("digits", "tfds:NAME", "cifar10:DIR", "cifar100:DIR", "cifar10-py:DIR",
-               "cifar100-py:DIR", "imagefolder:DIR")
-DIR_KINDS = ("cifar10", "cifar100", "cifar10-py", "cifar100-py", "imagefolder")
+               "cifar100-py:DIR", "imagefolder:DIR", *(f"{kind}:DIR" for kind in TARGET_SETS))
+DIR_KINDS = ("cifar10", "cifar100", "cifar10-py", "cifar100-py", "imagefolder", *TARGET_SETS)
 SPLITS = ("train", "test", "val")
 
 _FORMS_TEXT = ", ".join(VALID_FORMS)
@@ -52,7 +55,7 @@ def parse_data_spec(text: str) -> DataSpec:
     if raw.lower() == "digits":
         return DataSpec("digits", raw)
     kind, sep, rest = raw.partition(":")
-    kind = kind.lower()
+    kind = ALIASES.get(kind.lower(), kind.lower())
     if not sep or (kind not in DIR_KINDS and kind != "tfds"):
         hint = ""
         if raw and not sep and Path(raw).expanduser().is_dir():
@@ -112,6 +115,8 @@ def _build(spec: DataSpec, split: str, cache: bool | None) -> Source:
     assert spec.path is not None
     if spec.kind == "imagefolder":
         return ImageFolderSource(spec.path, split, cache=cache)
+    if spec.kind in TARGET_SETS:
+        return open_target_set(spec.kind, spec.path, split, cache=cache)
     variant = spec.kind.removesuffix("-py")
     fmt, folder = _find_cifar(spec.path, variant, python_only=spec.kind.endswith("-py"))
     if fmt == "bin":
@@ -130,23 +135,55 @@ def _interleave_if_sorted(indices: np.ndarray, labels: np.ndarray) -> np.ndarray
     return indices[np.lexsort((labels, rank))]
 
 
+def few_shot_indices(source: Source, shots: int) -> np.ndarray:
+    """Positions (sorted) of the first ``shots`` images of each class in ``source.shot_order()``:
+    the split's own order, or the original's seeded sample where its reader samples (the SeaM
+    target sets, :mod:`jaxnets.data.finegrained`). A class with fewer images keeps all of them."""
+    _check_shots(shots)
+    order = np.asarray(source.shot_order(), dtype=np.int64)
+    labels = np.asarray(source.labels)[order]
+    by_class = np.argsort(labels, kind="stable")  # each class's positions, in shot order
+    sorted_labels = labels[by_class]
+    rank = np.arange(len(order)) - np.searchsorted(sorted_labels, sorted_labels, side="left")
+    return np.sort(order[by_class[rank < shots]])
+
+
+def _check_shots(shots: int) -> None:
+    if shots < 1:
+        raise DataError(f"--shots must be at least 1 (got {shots})")
+
+
+def _warn_short_classes(source: Source, indices: np.ndarray, shots: int) -> None:
+    counts = np.bincount(np.asarray(source.labels)[indices], minlength=source.num_classes)
+    present = np.unique(np.asarray(source.labels)[indices])
+    short = [int(c) for c in present if counts[c] < shots]
+    if short:
+        from jaxnets.ui import warn
+
+        warn(f"--shots {shots}: {len(short)} of {len(present)} classes of {source.name} {source.split} have "
+             f"fewer images (class {short[0]}: {counts[short[0]]}); they keep all of theirs")
+
+
 def open_source(text: str, split: str = "test", *, limit: int | None = None,
                 classes: Sequence[int] | None = None, relabel: bool = False,
-                cache: bool | None = None) -> Source:
+                cache: bool | None = None, shots: int | None = None) -> Source:
     """Open the data set named by ``text`` at ``split`` ('train', 'test' or 'val').
 
     ``classes`` keeps only those class ids (original ids unless ``relabel``, which maps them to
-    0..K-1 in the order given); ``limit`` then keeps the first N images in dataset order — except
-    where the data set is stored class by class (image folders), where it keeps the first N of
-    a round-robin over the classes, so a limited run still sees every class.
-    ``cache`` is the image-folder decode cache switch (None = automatic).
+    0..K-1 in the order given); ``shots`` then keeps N images of each class (few-shot sampling:
+    :func:`few_shot_indices`, the original SeaM's rule per data set); ``limit`` then keeps the
+    first N images in dataset order — except where the data set is stored class by class (image
+    folders), where it keeps the first N of a round-robin over the classes, so a limited run still
+    sees every class. ``cache`` is the image-folder decode cache switch (None = automatic).
     """
     spec = parse_data_spec(text)
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    if shots is not None:
+        _check_shots(shots)  # before the data set is read
     source = _build(spec, split, cache)
     source.spec = spec.text
-    if classes is None and limit is None:
+    if classes is None and limit is None and shots is None:
         return source
     indices = np.arange(len(source), dtype=np.int64)
     kept: list[int] | None = None
@@ -162,6 +199,9 @@ def open_source(text: str, split: str = "test", *, limit: int | None = None,
         if not len(indices):
             raise DataError(f"{source.name} {split} has no images of classes "
                             f"{','.join(map(str, kept))}")
+    if shots is not None:
+        indices = np.intersect1d(indices, few_shot_indices(source, shots))
+        _warn_short_classes(source, indices, shots)
     if limit is not None:
         if limit < 1:
             raise DataError(f"--limit must be at least 1 (got {limit})")

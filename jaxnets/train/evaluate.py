@@ -30,6 +30,7 @@ class EvalResult:
     labels: np.ndarray | None = None
     indices: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    loss: float | None = None  # mean cross-entropy over the examples (a validation loss)
 
     def per_class_accuracy(self) -> list[float | None]:
         return [float(c / t) if t else None
@@ -73,7 +74,7 @@ def evaluate(
         for batch in loader.epoch(0):
             out = step(variables, batch.images, batch.labels, batch.mask, transform_args)
             if not keep_logits:
-                out = {k: out[k] for k in ("correct", "correct_topk", "mask")}
+                out = {k: out[k] for k in ("correct", "correct_topk", "loss", "mask")}
             outputs.append((out, np.asarray(batch.labels), batch.indices))
             advance()
     fetched = _fetch([o for o, _, _ in outputs])
@@ -81,6 +82,7 @@ def evaluate(
     valid = np.concatenate([f["mask"] for f in fetched]) if fetched else np.zeros(0, bool)
     top1 = np.concatenate([f["correct"] for f in fetched]) if fetched else np.zeros(0, bool)
     topk = np.concatenate([f["correct_topk"] for f in fetched]) if fetched else np.zeros(0, bool)
+    losses = np.concatenate([f["loss"] for f in fetched]) if fetched else np.zeros(0, np.float32)
     labels_valid = labels[valid].astype(np.int64)
     correct_pc = np.bincount(labels_valid[top1[valid]], minlength=num_classes)[:num_classes]
     total_pc = np.bincount(labels_valid, minlength=num_classes)[:num_classes]
@@ -90,6 +92,7 @@ def evaluate(
         top1=correct / n if n else float("nan"),
         top5=int(topk.sum()) / n if n and num_classes > 5 else None,
         n=n, correct=correct, per_class_correct=correct_pc, per_class_total=total_pc,
+        loss=float(np.sum(losses[valid], dtype=np.float64) / n) if n else None,
     )
     if keep_logits and fetched:
         result.logits = np.concatenate([f["logits"] for f in fetched])[valid]

@@ -387,7 +387,7 @@ def test_parse_every_valid_form(tmp_path: Path) -> None:
     for kind in ("cifar10", "cifar100", "cifar10-py", "cifar100-py", "imagefolder"):
         spec = parse_data_spec(f"{kind}:{tmp_path}")
         assert (spec.kind, spec.path) == (kind, tmp_path)
-    assert len(VALID_FORMS) == 7
+    assert len(VALID_FORMS) == 12  # + cub200, dogs120, flowers102, mit67, actions40
 
 
 @pytest.mark.parametrize("text", ["foo", "cifar10:", "imagefolder:/nonexistent", "", "tfds:",

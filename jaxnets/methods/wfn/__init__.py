@@ -8,7 +8,8 @@
 - :mod:`.export` — PyTorch state_dict and compact codebook + indices file;
 - :mod:`.config` — :class:`WFNConfig`, the one place for the defaults and checks;
 - :mod:`.runner` — ``run(model, data, config, run_dir=None, *, test_data) -> WFNResult``: the
-  round schedule, resume, results.
+  round schedule, resume, results; ``run_deltas(model, data, config, deltas, run_dir=None, *,
+  test_data) -> [WFNResult]``: one run per δ of a list.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from jaxnets.methods.wfn.candidates import ZERO_DISTANCE, candidates
 from jaxnets.methods.wfn.clustering import ClusteringError, ClusterResult, cluster, run_schedule
 from jaxnets.methods.wfn.config import WFNConfig
 
-_LAZY = {"run": "runner", "WFNResult": "runner"}  # the runner imports JAX
+_LAZY = {"run": "runner", "run_deltas": "runner", "WFNResult": "runner"}  # the runner imports JAX
 __all__ = ["ZERO_DISTANCE", "ClusterResult", "ClusteringError", "WFNConfig", "WFNResult", "candidates", "cluster",
-           "run", "run_schedule"]
+           "run", "run_deltas", "run_schedule"]
 
 
 def __getattr__(name: str) -> Any:

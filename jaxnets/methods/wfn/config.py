@@ -16,6 +16,22 @@ DEFAULT_PERCENTAGES = (0.3, 0.6, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0
 OPTIMIZERS = ("adam", "sgd")
 DISTANCE_SCHEDULES = ("linear", "constant")
 
+# Named protocols: the fields they set (under the caller's explicit values). "jaxnets" is the
+# library default; "original-cifar" is the original's CIFAR-10 training (spec §2.6): crop + flip
+# always on, 45k/5k train/validation split (seeded here, unseeded there), BN γ/β quantised as in
+# every launch script of the authors (--bn_inc 1). Its other settings are the defaults already.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "jaxnets": {},
+    "original-cifar": {"augment": True, "val_split": 5000, "bn_inc": True},
+}
+
+
+def protocol_settings(name: str) -> dict[str, Any]:
+    """The fields protocol ``name`` sets (a one-line ConfigError for an unknown name)."""
+    if name not in PROTOCOLS:
+        raise ConfigError("protocol", f"'{name}' is unknown; use one of {', '.join(PROTOCOLS)}")
+    return dict(PROTOCOLS[name])
+
 
 def parse_percentages(value: Any) -> tuple[float, ...]:
     """"0.3,0.6,1.0", "0.3 0.6 1.0" or a sequence → checked floats."""
@@ -31,14 +47,43 @@ def parse_percentages(value: Any) -> tuple[float, ...]:
         raise ConfigError("percentages", str(exc).removeprefix("--percentages ")) from None
 
 
+def check_delta(value: Any) -> float:
+    """One δ: a finite number ≥ 0."""
+    try:
+        delta = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError("distance_allowed", f"must be a number, got {value!r}") from None
+    if not math.isfinite(delta) or delta < 0:
+        raise ConfigError("distance_allowed", f"must be ≥ 0, got {value}")
+    return delta
+
+
+def parse_deltas(value: Any) -> tuple[float, ...]:
+    """δ, or a list of them (the original's ``--distance_allowed`` takes several: one run each):
+    a number, "0.01,0.0075", "0.01 0.0075" or a sequence → distinct checked floats."""
+    if isinstance(value, str):
+        value = [p for p in value.replace(",", " ").split() if p]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    deltas = tuple(check_delta(v) for v in value)
+    if not deltas:
+        raise ConfigError("distance_allowed", "needs at least one value")
+    if len(set(deltas)) != len(deltas):
+        raise ConfigError("distance_allowed", f"lists a value twice: {', '.join(map(repr, deltas))}")
+    return deltas
+
+
 @dataclass(frozen=True)
 class WFNConfig:
     """The WFN schedule: fine-tune → test → cluster → write back, one round per percentage.
 
-    Defaults are the original's (``distance_allowed`` δ = 0.0075, ten rounds, Adam at 2e-5).
+    Defaults are the paper's (δ = 0.0075, the README table's first setting — the original CLI's
+    default 0.075 is ten times larger —, ten rounds, 3 fixing epochs, Adam at 2e-5, ρ 0.4).
+    ``WFNConfig.for_protocol("original-cifar", ...)`` adds the original's CIFAR-10 training
+    protocol (augmentation, a 5,000-image validation split, BN quantised; see ``PROTOCOLS``).
     """
 
-    distance_allowed: float = 0.0075  # δ, the relative tolerance (≥ 0)
+    distance_allowed: float = 0.0075  # δ, the relative tolerance (≥ 0); several δ: run_deltas
     percentages: tuple[float, ...] = DEFAULT_PERCENTAGES  # fixed after each round; increasing, ends at 1.0
     calculation_type: str = "relative"  # relative | euclidean
     zero_distance: float = ZERO_DISTANCE  # γ0: |w| below it is pruned to 0
@@ -49,7 +94,8 @@ class WFNConfig:
     optimizer: str = "adam"  # adam | sgd (momentum 0.9, weight decay 5e-4)
     lr: float = 2e-5
     distance_schedule: str = "linear"  # linear (a_t = max(δ, δ(R−t)), faithful) | constant
-    augment: bool = False  # CIFAR flip + pad-4 crop while fine-tuning
+    augment: bool = False  # CIFAR flip + pad-4 crop while fine-tuning (always on in the original)
+    val_split: int = 0  # training images held out (seeded by `seed`), validated after every epoch
     pretrain_epochs: int = 0  # train from scratch this many epochs first (a model without weights)
     pretrain_lr: float = 3e-3
     batch_size: int = 128
@@ -63,10 +109,7 @@ class WFNConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        delta = float(self.distance_allowed)
-        if not math.isfinite(delta) or delta < 0:
-            raise ConfigError("distance_allowed", f"must be ≥ 0, got {self.distance_allowed}")
-        object.__setattr__(self, "distance_allowed", delta)
+        object.__setattr__(self, "distance_allowed", check_delta(self.distance_allowed))
         object.__setattr__(self, "percentages", parse_percentages(self.percentages))
         kind = str(self.calculation_type).lower().replace("euclidian", "euclidean")
         if kind not in CALCULATION_TYPES:
@@ -78,7 +121,7 @@ class WFNConfig:
         object.__setattr__(self, "optimizer", optimizer)
         if not float(self.zero_distance) > 0:
             raise ConfigError("zero_distance", f"must be > 0, got {self.zero_distance}")
-        for name in ("first_epoch", "fixing_epochs", "pretrain_epochs"):
+        for name in ("first_epoch", "fixing_epochs", "pretrain_epochs", "val_split"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(name, f"must be ≥ 0, got {getattr(self, name)}")
         if float(self.regularisation_ratio) < 0:
@@ -94,6 +137,11 @@ class WFNConfig:
         check_precision(self.precision)
         if int(self.checkpoint_every) < 0:
             raise ConfigError("checkpoint_every", f"must be ≥ 0, got {self.checkpoint_every}")
+
+    @classmethod
+    def for_protocol(cls, name: str = "jaxnets", **overrides: Any) -> WFNConfig:
+        """Protocol ``name``'s settings (``PROTOCOLS``) under ``overrides``."""
+        return cls(**{**protocol_settings(name), **overrides})
 
     @property
     def rounds(self) -> int:

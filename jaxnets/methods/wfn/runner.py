@@ -7,7 +7,14 @@ evaluate). With a ``run_dir`` the folder holds ``config.json``, ``metrics.jsonl`
 TensorBoard), ``results.json``, ``rounds/round_XX`` (one jaxnets checkpoint per round: params,
 batch_stats, codebook values and the flat assignment; ``resume`` continues at the next round
 exactly), ``final_model`` (jaxnets), ``final_model.pth`` (PyTorch state_dict),
-``final_model.wfn.npz`` (compact) and PNG plots; without one nothing is written.
+``final_model.wfn.npz`` (compact), PNG plots and ``Results.csv`` (the original's columns, one
+row); without one nothing is written. ``run_deltas`` runs one WFN per δ of a list (the original's
+list-valued ``--distance_allowed``), each in its own sub-folder ``delta_<δ>/``.
+
+Data (spec §2.6): ``config.val_split`` holds out that many training images (seeded by
+``config.seed``; the original's 45k/5k CIFAR-10 split was unseeded) and validates on them after
+every fine-tuning epoch (``val_loss``, ``val_acc`` in the epoch rows); the test set gives top-1
+and top-5 before and after every round's clustering.
 
 Training: each round's fine-tuning is ``jaxnets.train.loop.fit`` (the one engine: donated
 jitted step, ``precision``, ``devices``, checkpoints in ``checkpoints/round_XX`` at every epoch
@@ -21,10 +28,13 @@ the uninterrupted one bit for bit.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import shutil
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,14 +42,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxnets.api import Data, Model
-from jaxnets.errors import JaxnetsError
+from jaxnets.errors import ConfigError, JaxnetsError
 from jaxnets.methods.wfn.clustering import cluster, threshold_schedule
-from jaxnets.methods.wfn.config import WFNConfig
+from jaxnets.methods.wfn.config import WFNConfig, parse_deltas
 
 if TYPE_CHECKING:
+    from jaxnets.data.sources import Source
     from jaxnets.rundir import RunDir
 
 RESULTS_SCHEMA = "jaxnets.wfn/1"
+RESULTS_CSV = "Results.csv"
+# The original's Results.csv columns in its order (spec §3.4); the values are results.json's
+# (orig_entropy one number: the original wrote a (full, "non-zero") pair by accident, P11).
+RESULTS_CSV_COLUMNS = ("data_name", "experiment_name", "model_name", "BN", "regularisation_ratio",
+                       "distance_allowed", "fixing_epochs", "orig_acc", "orig_entropy", "orig_params",
+                       "compressed_acc", "compressed_entropy", "compressed_entropy_non_zero", "unique_params",
+                       "zero_distance")
 
 
 @dataclass
@@ -72,6 +90,33 @@ class WFNResult:
 
         M.plot_rounds(self.results["rounds"], Path(path))
         return Path(path)
+
+
+def write_results_csv(path: str | Path, results: Iterable[Mapping[str, Any]]) -> Path:
+    """``Results.csv``: a header of the original's columns, then one row per finished run."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULTS_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")  # atomic, as results.json
+    tmp.write_text(buffer.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def _holdout(source: Source, n_val: int, seed: int) -> tuple[Source, Source | None]:
+    """The training images and the ``n_val`` held out for validation (None when 0), by the one
+    split of ``jaxnets.data.splits`` (shuffled with ``RandomState(seed)``)."""
+    from jaxnets.data.sources import Subset
+    from jaxnets.data.splits import holdout_split
+
+    if not n_val:
+        return source, None
+    if n_val >= len(source):
+        raise ConfigError("val_split", f"{n_val} holds out all {len(source)} training images")
+    train_idx, val_idx = holdout_split(len(source), n_val, shuffle=True, seed=seed)
+    return Subset(source, train_idx), Subset(source, val_idx)
 
 
 def _k_max(k: int) -> int:
@@ -175,7 +220,8 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
 
         mesh = make_mesh(devices)
         check_divisible(int(o.batch_size), mesh)
-    train_src, test_src = data.source, test_data.source
+    train_src, val_src = _holdout(data.source, int(o.val_split), int(o.seed))
+    test_src = test_data.source
     if run_dir is not None:
         run_dir = RunDir.of(run_dir, "wfn run", spec.name, resume=resume)
     elif resume is not None:
@@ -195,10 +241,14 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
             inside_step = _latest_train_step(run_dir, next_round)
             inside_round = next_round if inside_step is not None else None
 
-    def test_accuracy(variables: Any) -> float:
-        r = evaluate(module, variables, eval_loader(spec, test_src, int(o.batch_size)),
-                     mean, std, n_classes, mesh=mesh, description="test")
-        return float(r.top1)
+    def test_eval(variables: Any) -> Any:  # top-1 and top-5 on the test set
+        return evaluate(module, variables, eval_loader(spec, test_src, int(o.batch_size)),
+                        mean, std, n_classes, mesh=mesh, description="test")
+
+    def validate(state: Any) -> dict[str, float]:  # fit's eval_fn: after every fine-tuning epoch
+        r = evaluate(module, state.variables, eval_loader(spec, val_src, int(o.batch_size)),
+                     mean, std, n_classes, mesh=mesh, description="validation")
+        return {"val_loss": r.loss, "val_acc": r.top1}
 
     loss_fn = make_loss_fn(mode=mode, gamma0=gamma0)
     step_fn = make_train_step(module, loss_fn, normalize=(mean, std), mesh=mesh,
@@ -246,11 +296,11 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         codebook = Codebook.empty(variables["params"], lambda n, _: n in set(layout.paths),
                                   k_max=64)
         base_vec = layout.flatten(variables["params"])
-        base_acc = test_accuracy(variables)
+        base = test_eval(variables)
         sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
-        baseline = {"accuracy": base_acc, **M.value_stats(base_vec), **M.paper_stats(sd)}
+        baseline = {"accuracy": base.top1, "top5": base.top5, **M.value_stats(base_vec), **M.paper_stats(sd)}
         rows, global_step, start = [], 0, 0
-        info(f"baseline: test top-1 {100 * base_acc:.2f} %, {baseline['unique_all']} unique values")
+        info(f"baseline: test top-1 {100 * base.top1:.2f} %, {baseline['unique_all']} unique values")
 
     if run_dir is not None and resume is not None:
         _drop_train_checkpoints(run_dir, keep=inside_round)
@@ -282,6 +332,7 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
             if n_ep:
                 ckpts = _train_checkpoints(run_dir, t) if run_dir is not None else None
                 fitted = fit(state, step_fn, _RoundEpochs(loader, sum(epochs[:t])), epochs=n_ep,
+                             eval_fn=validate if val_src is not None else None,
                              checkpoints=ckpts, metrics=writer,
                              resume=ckpts if t == inside_round else None,
                              checkpoint_every=int(o.checkpoint_every) or None,
@@ -290,9 +341,13 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
                 state = fitted.state
                 global_step = int(jax.device_get(state.step))
                 variables = dict(jax.device_get(state.variables))
-            # 2. test (before this round's clustering, as the original)
-            acc_before = test_accuracy(variables) if (n_ep or t == 0) else (
-                rows[-1]["accuracy"] if rows else baseline["accuracy"])
+            # 2. test (before this round's clustering, as the original); without training since
+            # the last write-back the weights are those the last round's test after fixing saw
+            if n_ep or t == 0:
+                before = test_eval(variables)
+                acc_before, top5_before = before.top1, before.top5
+            else:
+                acc_before, top5_before = rows[-1]["accuracy_after_fix"], rows[-1].get("top5_after_fix")
             # 3. cluster the current weights from scratch
             w = layout.flatten(variables["params"])
             prev_fixed = layout.flatten(codebook.fixed, dtype=bool)
@@ -315,12 +370,14 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
                                        k_max=_k_max(values.size))
             newly = r.fixed & ~prev_fixed
             dn = r.distances[newly].astype(np.float64)
-            acc_after = test_accuracy(variables)
+            after = test_eval(variables)
+            acc_after = after.top1
             sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
             stats = M.value_stats(new_w)
             row = {"phase": "round", "round": t, "step": global_step, "percentage": p, "a_t": a_t,
                    "distance_allowed": o.distance_allowed, "epochs": n_ep,
                    "accuracy": acc_before, "accuracy_after_fix": acc_after,
+                   "top5": top5_before, "top5_after_fix": after.top5,
                    "fixed": int(r.fixed.sum()), "fixed_fraction": float(r.fixed.mean()),
                    "number_of_clusters": int(values.size), "centres_used": int(np.unique(r.values[r.fixed]).size),
                    **{f"order_{i}": int(x) for i, x in enumerate(r.order_hist)},
@@ -359,7 +416,8 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
     # ---- final model: metrics, exports, plots, results
     final_vec = layout.flatten(variables["params"])
     sd = variables_to_state_dict(jax.device_get(variables), spec.keymap)
-    final = {"accuracy": rows[-1]["accuracy_after_fix"], **M.value_stats(final_vec),
+    final = {"accuracy": rows[-1]["accuracy_after_fix"], "top5": rows[-1].get("top5_after_fix"),
+             **M.value_stats(final_vec),
              **M.paper_stats(sd), "fixed_fraction": rows[-1]["fixed_fraction"],
              "codebook_size": int(np.sum(np.asarray(codebook.valid))),
              "per_tensor_unique": M.per_tensor_unique(layout, final_vec)}
@@ -390,12 +448,16 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
         "orig_entropy": baseline["entropy_all"], "orig_params": baseline["unique_all"],
         "compressed_acc": final["accuracy"], "compressed_entropy": final["entropy_all"],
         "compressed_entropy_non_zero": final["entropy_nonzero"],
-        "unique_params": final["unique_all"], "baseline": baseline, "final": final,
+        "unique_params": final["unique_all"], "orig_acc5": baseline.get("top5"), "compressed_acc5": final["top5"],
+        "images": {"train": len(train_src), "validation": len(val_src) if val_src is not None else 0,
+                   "test": len(test_src)},
+        "baseline": baseline, "final": final,
         "quantised_values": layout.size, "rounds": rows, "exports": exports,
         "seconds": time.perf_counter() - t_start, "resumed_from_round": resume_t,
     }
     if run_dir is not None:
         run_dir.write_json("results.json", results)
+        write_results_csv(run_dir / RESULTS_CSV, [results])
     summary = {
         "model": spec.name, "run_dir": str(run_dir) if run_dir is not None else None,
         "baseline_accuracy": baseline["accuracy"],
@@ -413,6 +475,47 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
          f"{final['entropy_all']:.3f} bits")
     fixed = model.replace(jax.device_get(variables))
     return WFNResult(model=fixed, results=results, run_dir=run_dir, summary=summary)
+
+
+def delta_folder(delta: float) -> str:
+    """The sub-folder of one δ's run in a run over several (``delta_0.0075``)."""
+    return f"delta_{float(delta)!r}"
+
+
+def run_deltas(model: Model, data: Data, config: WFNConfig | None = None, deltas: Sequence[float] | str = (),
+               run_dir: str | Path | RunDir | None = None, *, test_data: Data, resume: str | None = None,
+               devices: int | None = None, provenance: dict[str, Any] | None = None) -> list[WFNResult]:
+    """One WFN run per δ of ``deltas`` (the original's list-valued ``--distance_allowed``), each
+    from ``model``'s own weights with ``config``'s other settings; the results in that order.
+
+    With a ``run_dir``, δ's run goes to ``<run_dir>/delta_<δ>/`` (a whole WFN run folder) and
+    ``<run_dir>/Results.csv`` gains a row as each run finishes (the original's file collected one
+    row per run the same way); ``resume='auto'`` continues every δ's folder.
+    """
+    from jaxnets.rundir import RunDir
+
+    o = config or WFNConfig()
+    deltas = parse_deltas(deltas if deltas else o.distance_allowed)
+    configs = [dataclasses.replace(o, distance_allowed=d) for d in deltas]  # every δ checked before any run
+    _holdout(data.source, int(o.val_split), int(o.seed))  # and the split, before a folder is made
+    if resume not in (None, "auto"):
+        raise JaxnetsError(f"--resume {resume}: a run over several δ resumes with 'auto' only")
+    parent = RunDir.of(run_dir, "wfn run", model.spec.name, resume=resume)
+    if parent is None and resume is not None:
+        raise JaxnetsError("resume needs the run_dir of the run to continue")
+    if parent is not None:
+        recorded = {"model": model.spec.name, **(provenance or {}), **dataclasses.asdict(o),
+                    "distance_allowed": list(deltas)}
+        parent.write_config({**json.loads(json.dumps(recorded, default=str)), "resume": resume, "devices": devices},
+                            model=model.spec.name)
+    results: list[WFNResult] = []
+    for c in configs:
+        folder = parent / delta_folder(c.distance_allowed) if parent is not None else None
+        results.append(run(model, data, c, folder, test_data=test_data, resume=resume if folder else None,
+                           devices=devices, provenance=provenance))
+        if parent is not None:
+            write_results_csv(parent / RESULTS_CSV, [r.results for r in results])
+    return results
 
 
 def _pretrain(module: Any, variables: dict, spec: Any, train_src: Any, o: WFNConfig,
