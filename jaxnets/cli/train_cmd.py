@@ -1,10 +1,11 @@
 """`jaxnets train`: the hyperplane paper's train.py as a jaxnets command (specs/hyperplane-arrangements.md §4).
 
-The options become :func:`jaxnets.train.command.run_train`. Fixed relative to the original (§7): resume continues after the last finished epoch; the final
-snapshot is labelled with the number of finished epochs; stratified splits work; class
-subsampling works for every data set and the class list is stored; kill-plateaus stops cleanly
-(``converged: false``); top-5 only with more than 5 classes; Adam warns that it ignores weight
-decay and momentum.
+The options become :func:`jaxnets.train.command.run_train`; their defaults are
+:class:`jaxnets.methods.hyperplanes.config.TrainConfig`'s. Fixed relative to the original (§7): resume
+continues after the last finished epoch (``--resume`` and ``--resume-from``); the final snapshot is
+labelled with the number of finished epochs; stratified splits work; class subsampling works for
+every data set and the class list is stored; kill-plateaus stops cleanly (``converged: false``);
+top-5 only with more than 5 classes; Adam warns that it ignores weight decay and momentum.
 """
 
 from __future__ import annotations
@@ -31,53 +32,59 @@ from jaxnets.cli.common import (
     resolve_options,
     run_options,
 )
+from jaxnets.methods.hyperplanes.config import TrainConfig
+
+TRAIN_DEFAULT = TrainConfig()  # the one place for the defaults (jaxnets/methods/hyperplanes/config.py)
 
 
 @run_options
 def train(
     ctx: typer.Context,
     model: ModelArg,
-    data: DataOpt = "digits",
-    epochs: Annotated[int, typer.Option(help="Number of epochs.")] = 20,
-    batch_size: BatchOpt = 128,
-    optimizer: Annotated[str, typer.Option(help="sgd | adam.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.001,
-    lr_step: Annotated[int, typer.Option(help="Step-LR period in epochs (SGD and Adam; 0 = constant).")] = 0,
-    lr_decay: Annotated[float, typer.Option(help="Step-LR factor.")] = 0.0,
-    weight_decay: Annotated[float, typer.Option(help="Coupled L2 on all parameters (SGD; ignored by Adam).")] = 1e-4,
-    momentum: Annotated[float, typer.Option(help="Heavy-ball momentum (SGD).")] = 0.9,
-    augmentation: Annotated[bool, typer.Option("--augmentation/--no-augmentation", help="CIFAR flip + pad-4 crop; ImageNet random-resized crop.")] = False,
-    upscale: Annotated[int | None, typer.Option(help="Resize every image to N×N px (PIL bilinear) first, for models that need larger inputs (AlexNet on 32-px CIFAR); the original's --upscale is 224.")] = None,
-    upscale_padding: Annotated[int | None, typer.Option(help="After --upscale, zero-pad P px on every side; the original's --upscale-padding is --upscale 112 --upscale-padding 56.")] = None,
-    noise: Annotated[float, typer.Option(help="Label-noise ratio in (0,1]; -1 = pixel shuffle.")] = 0.0,
-    noise_seed: Annotated[int | None, typer.Option(help="Seed of the corruption (label noise / pixel shuffle).")] = None,
-    subsample_classes: Annotated[int, typer.Option(help="Keep N classes (relabelled 0..N-1); 0 = all.")] = 0,
-    class_sample_seed: Annotated[int | None, typer.Option(help="Seed for choosing the classes (with --shuffle).")] = None,
-    split: Annotated[float, typer.Option(help="Validation fraction of the training set, in (0,1); 0 = validate on test.")] = 0.0,
-    stratified: Annotated[bool, typer.Option(help="Stratified validation split.")] = False,
-    split_seed: Annotated[int | None, typer.Option(help="Seed of the split shuffle.")] = None,
-    shuffle: Annotated[bool, typer.Option("--shuffle/--no-shuffle", help="Shuffle training batches every epoch (the original's default is off).")] = False,
-    snapshot_every: Annotated[int, typer.Option(help="Snapshot every E epochs (0 = only the last).")] = 0,
-    snapshot_all_until: Annotated[int, typer.Option(help="Also snapshot every epoch before K.")] = 0,
-    kill_plateaus: Annotated[bool, typer.Option(help="Stop when two consecutive evaluations have identical top-1.")] = False,
-    train_acc: Annotated[bool, typer.Option(help="Also evaluate on the training set at snapshot epochs.")] = False,
-    pretrained: Annotated[Path | None, typer.Option("--pretrained", "--weights", "-w", help="Start from this checkpoint (PyTorch file, .npz or jaxnets folder).")] = None,
-    evaluate: Annotated[bool, typer.Option("--evaluate", help="Evaluate on the test set and exit.")] = False,
-    evaluate_train: Annotated[bool, typer.Option("--evaluate-train", help="Evaluate on the training set and exit.")] = False,
-    unnormalize: Annotated[bool, typer.Option(help="No mean/std normalisation (pixels in [0,1]).")] = False,
-    normalize: Annotated[str | None, typer.Option("--normalize", help="Normalisation override (default: the model's).")] = None,
-    num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the data's).")] = None,
-    limit: LimitOpt = None,
-    classes: ClassesOpt = None,
-    precision: PrecisionOpt = "fp32",
-    resume: Annotated[str | None, typer.Option(help="'auto' (this run folder) or a run/checkpoint folder.")] = None,
-    checkpoint_every: CheckpointEveryOpt = None,
-    out: OutOpt = None,
-    seed: SeedOpt = 0,
-    devices: DevicesOpt = "1",
-    coordinator: CoordinatorOpt = None,
-    num_processes: NumProcessesOpt = None,
-    process_id: ProcessIdOpt = None,
+    data: DataOpt = TRAIN_DEFAULT.data,
+    epochs: Annotated[int, typer.Option(help="The END epoch: epochs --start-epoch..N-1 are trained (as the original).")] = TRAIN_DEFAULT.epochs,
+    batch_size: BatchOpt = TRAIN_DEFAULT.batch_size,
+    optimizer: Annotated[str, typer.Option(help="sgd | adam.")] = TRAIN_DEFAULT.optimizer,
+    lr: Annotated[float, typer.Option(help="Base learning rate.")] = TRAIN_DEFAULT.lr,
+    lr_step: Annotated[int, typer.Option(help="Step-LR period in epochs (SGD and Adam; 0 = constant).")] = TRAIN_DEFAULT.lr_step,
+    lr_decay: Annotated[float, typer.Option(help="Step-LR factor.")] = TRAIN_DEFAULT.lr_decay,
+    weight_decay: Annotated[float, typer.Option(help="Coupled L2 on all parameters (SGD; ignored by Adam).")] = TRAIN_DEFAULT.weight_decay,
+    momentum: Annotated[float, typer.Option(help="Heavy-ball momentum (SGD).")] = TRAIN_DEFAULT.momentum,
+    augmentation: Annotated[bool, typer.Option("--augmentation/--no-augmentation", help="CIFAR flip + pad-4 crop; ImageNet random-resized crop. With --noise -1 the pixels are shuffled after it.")] = TRAIN_DEFAULT.augmentation,
+    upscale: Annotated[int | None, typer.Option(help="Resize every image to N×N px (PIL bilinear) first, for models that need larger inputs (AlexNet on 32-px CIFAR); the original's --upscale is 224.")] = TRAIN_DEFAULT.upscale,
+    upscale_padding: Annotated[int | None, typer.Option(help="After --upscale, zero-pad P px on every side; the original's --upscale-padding is --upscale 112 --upscale-padding 56.")] = TRAIN_DEFAULT.upscale_padding,
+    noise: Annotated[float, typer.Option(help="Label-noise ratio in (0,1]; -1 = pixel shuffle.")] = TRAIN_DEFAULT.noise,
+    noise_seed: Annotated[int | None, typer.Option(help="Seed of the corruption (label noise / pixel shuffle).")] = TRAIN_DEFAULT.noise_seed,
+    subsample_classes: Annotated[int, typer.Option(help="Keep N classes (relabelled 0..N-1); 0 = all.")] = TRAIN_DEFAULT.subsample_classes,
+    class_sample_seed: Annotated[int | None, typer.Option(help="Seed for choosing the classes (with --shuffle).")] = TRAIN_DEFAULT.class_sample_seed,
+    split: Annotated[float, typer.Option(help="Validation fraction of the training set, in (0,1); 0 = validate on test.")] = TRAIN_DEFAULT.split,
+    stratified: Annotated[bool, typer.Option(help="Stratified validation split.")] = TRAIN_DEFAULT.stratified,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the split shuffle.")] = TRAIN_DEFAULT.split_seed,
+    shuffle: Annotated[bool, typer.Option("--shuffle/--no-shuffle", help="Shuffle training batches every epoch (the original's default is off).")] = TRAIN_DEFAULT.shuffle,
+    snapshot_every: Annotated[int, typer.Option(help="Snapshot every E epochs (0 = only the last).")] = TRAIN_DEFAULT.snapshot_every,
+    snapshot_all_until: Annotated[int, typer.Option(help="Also snapshot every epoch before K.")] = TRAIN_DEFAULT.snapshot_all_until,
+    kill_plateaus: Annotated[bool, typer.Option(help="Stop when two consecutive evaluations have identical top-1.")] = TRAIN_DEFAULT.kill_plateaus,
+    train_acc: Annotated[bool, typer.Option(help="Also evaluate on the training set at snapshot epochs.")] = TRAIN_DEFAULT.train_acc,
+    pretrained: Annotated[Path | None, typer.Option("--pretrained", "--weights", "-w", help="Start from this checkpoint (PyTorch file, .npz or jaxnets folder).")] = TRAIN_DEFAULT.pretrained,
+    evaluate: Annotated[bool, typer.Option("--evaluate", help="Evaluate on the test set and exit.")] = TRAIN_DEFAULT.evaluate,
+    evaluate_train: Annotated[bool, typer.Option("--evaluate-train", help="Evaluate on the training set and exit.")] = TRAIN_DEFAULT.evaluate_train,
+    eval_regularization_loss: Annotated[bool, typer.Option("--eval-regularization-loss", help="Print --weight-decay × Σ‖W‖₂ (unsquared norms of every conv/linear kernel and norm scale: the original's 'weight' tensors) of the starting weights and exit.")] = TRAIN_DEFAULT.eval_regularization_loss,
+    start_epoch: Annotated[int, typer.Option(help="Index of the first epoch (snapshot names, --snapshot-* schedule); the LR schedule still starts at the run's first epoch, as the original's.")] = TRAIN_DEFAULT.start_epoch,
+    resume_from: Annotated[Path | None, typer.Option(help="Continue from an original train.py snapshot (<arch>_<e>.tar): its weights, the epoch after e, and the SGD momentum / Adam moments where they map; a plain state_dict file gives the weights only.")] = TRAIN_DEFAULT.resume_from,
+    unnormalize: Annotated[bool, typer.Option(help="No mean/std normalisation (pixels in [0,1]).")] = TRAIN_DEFAULT.unnormalize,
+    normalize: Annotated[str | None, typer.Option("--normalize", help="Normalisation override (default: the model's).")] = TRAIN_DEFAULT.normalize,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of the head (default: the data's).")] = TRAIN_DEFAULT.num_classes,
+    limit: LimitOpt = TRAIN_DEFAULT.limit,
+    classes: ClassesOpt = TRAIN_DEFAULT.classes,
+    precision: PrecisionOpt = TRAIN_DEFAULT.precision,
+    resume: Annotated[str | None, typer.Option(help="'auto' (this run folder) or a run/checkpoint folder.")] = TRAIN_DEFAULT.resume,
+    checkpoint_every: CheckpointEveryOpt = TRAIN_DEFAULT.checkpoint_every,
+    out: OutOpt = TRAIN_DEFAULT.out,
+    seed: SeedOpt = TRAIN_DEFAULT.seed,
+    devices: DevicesOpt = TRAIN_DEFAULT.devices,
+    coordinator: CoordinatorOpt = TRAIN_DEFAULT.coordinator,
+    num_processes: NumProcessesOpt = TRAIN_DEFAULT.num_processes,
+    process_id: ProcessIdOpt = TRAIN_DEFAULT.process_id,
     **run_options: Any,
 ) -> None:
     """Train a model (snapshots, label noise, pixel shuffle, validation split, exact resume).

@@ -29,6 +29,9 @@ from jaxnets.errors import DataError
 
 BatchAugment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 PerImage = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# (augmented batch, the rows' positions in the source) -> batch: per-image work that must come
+# after the augmentation, e.g. the original's pixel shuffle after cropping and flipping.
+AfterAugment = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _AUGMENT_STREAM, _PER_IMAGE_STREAM = 1, 2
 
@@ -59,13 +62,14 @@ class Loader:
 
     ``augment(batch, rng)`` runs on the stacked uint8 batch; ``per_image(img, rng)`` on each
     image before stacking (e.g. ``imagenet_eval`` for images of varying size), on ``workers``
-    threads. ``prefetch`` batches are prepared ahead on a background thread (0: none).
+    threads. ``after_augment(batch, positions)`` runs last, on the augmented batch (before any
+    padding). ``prefetch`` batches are prepared ahead on a background thread (0: none).
     """
 
     def __init__(self, source: Source, batch_size: int, *, shuffle: bool, seed: int = 0,
                  drop_last: bool | None = None, pad_last: bool | None = None,
                  augment: BatchAugment | None = None, per_image: PerImage | None = None,
-                 prefetch: int = 2, workers: int | None = None):
+                 after_augment: AfterAugment | None = None, prefetch: int = 2, workers: int | None = None):
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1 (got {batch_size})")
         if seed < 0:
@@ -81,7 +85,7 @@ class Loader:
         self.batch_size = batch_size
         self.shuffle, self.seed = shuffle, seed
         self.drop_last, self.pad_last = drop_last, pad_last
-        self.augment, self.per_image = augment, per_image
+        self.augment, self.per_image, self.after_augment = augment, per_image, after_augment
         self.prefetch = max(0, prefetch)
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         self.num_examples = n
@@ -112,6 +116,8 @@ class Loader:
         if self.augment is not None:
             images = self.augment(images, np.random.default_rng(
                 [self.seed, epoch, step, _AUGMENT_STREAM]))
+        if self.after_augment is not None:
+            images = self.after_augment(images, idx)
         labels = self._labels[idx]
         b = len(idx)
         mask = np.ones(b, dtype=bool)

@@ -169,6 +169,7 @@ def fit(
     checkpoints: str | Path | None = None,
     metrics: MetricsWriter | None = None,
     row_fields: Mapping[str, Any] | None = None,
+    start_epoch: int = 0,
 ) -> FitResult:
     """Train ``state`` for ``epochs`` epochs (counted from 0; a resumed run continues).
 
@@ -189,10 +190,12 @@ def fit(
     ``step_for_epoch(epoch) -> train_step`` picks the step of each epoch (SeaM's head-only
     epochs); ``checkpoints`` puts the checkpoints somewhere else than ``<run_dir>/checkpoints``
     (WFN: one folder per round); ``metrics`` is an open writer fit writes to and leaves open
-    (a run with several fits); ``row_fields`` join every row (``{"round": t}``).
+    (a run with several fits); ``row_fields`` join every row (``{"round": t}``);
+    ``start_epoch`` is a fresh run's first epoch index (``jaxnets train --start-epoch``; the state
+    arrives with its step counter already there), ignored when resuming.
     """
     # 1. Resolve and restore *before* touching the run folder: bad input overwrites nothing.
-    start_epoch, start_step, resumed_from = 0, 0, None
+    start_step, resumed_from = 0, None
     epoch_sums: dict[str, float] = {}
     resume_dir = find_resume(resume, run_dir) if resume is not None else None
     mesh = mesh if mesh is not None else getattr(train_step, "mesh", None)

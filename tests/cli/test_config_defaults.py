@@ -21,7 +21,7 @@ from jaxnets.methods.decompose.config import (
     MutualInfoConfig,
     parse_ks,
 )
-from jaxnets.methods.hyperplanes.config import ProjectionsConfig, ReinitConfig
+from jaxnets.methods.hyperplanes.config import ProjectionsConfig, ReinitConfig, TrainConfig
 from jaxnets.methods.probe.config import ProbeConfig
 from jaxnets.methods.seam.config import FinetuneConfig as SeamFinetuneConfig
 from jaxnets.methods.seam.config import ReengineerConfig
@@ -32,6 +32,7 @@ COMMANDS = {
                   # preset-dependent flags default to None (= the preset's, i.e. the Config's)
                   {"trees", "depth", "seed", "epsilon_1", "feature_dimension", "layers"}),
     "wfn run": (["wfn", "run", "digits_cnn"], WFNConfig, set()),
+    "train": (["train", "lenet"], TrainConfig, set()),
     "projections": (["projections", "digits_cnn"], ProjectionsConfig, set()),
     # the model last: --help replaces it
     "reinit": (["reinit", "--weights", "w", "digits_cnn"], ReinitConfig, set()),

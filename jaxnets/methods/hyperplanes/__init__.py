@@ -6,6 +6,9 @@ and ``run_reinit(model, test_data, ReinitConfig(...), run_dir=None, *, donors) -
 Names load on first use (the CLI imports the configs without JAX).
 
 - :mod:`.config` — :class:`ProjectionsConfig`, :class:`ReinitConfig`: the defaults and checks;
+  :class:`TrainConfig`: the defaults of ``jaxnets train`` (the paper's train.py);
+- :mod:`.original` — the original train.py's ``.tar`` snapshots (weights, epoch, optimiser
+  state) for ``jaxnets train --resume-from``, and its regularisation-loss diagnostic;
 - :mod:`.registry` — the ordered layer registry (stage/block ids; pool rule and the ResNet rule);
 - :mod:`.stats` — projection statistics, mass/mean, distances from init, null band;
 - :mod:`.labels` — snapshot epoch labels (fixed and legacy rules);
@@ -23,6 +26,7 @@ from typing import Any
 # name → (module, attribute there)
 _EXPORTS = {
     "ProjectionsConfig": ("config", "ProjectionsConfig"), "ReinitConfig": ("config", "ReinitConfig"),
+    "TrainConfig": ("config", "TrainConfig"),
     "run": ("runner", "projections"), "projections": ("runner", "projections"),
     "run_reinit": ("runner", "reinit"), "ProjectionsResult": ("runner", "ProjectionsResult"),
     "ReinitResult": ("runner", "ReinitResult"), "run_study": ("runner", "run_study"),
