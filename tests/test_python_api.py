@@ -51,7 +51,12 @@ def test_digits_walkthrough(capsys: pytest.CaptureFixture) -> None:
     assert list(alphas) == ["input", "conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "features"]
     assert all(a is not None and 0 < a < 1.5 for a in alphas.values())
     assert max(alphas, key=alphas.get) == "features"
-    assert "unique values" in capsys.readouterr().out
+    # the two compositions report their numbers: SeaM on the fixed model, WFN on SeaM's module
+    module, pruned_fixed = ns["module"], ns["pruned_fixed"]
+    assert 0 < module.retention < 1 and module.accuracy > 0.5
+    assert pruned_fixed.results["final"]["fixed_fraction"] == 1.0 and pruned_fixed.accuracy > 0.5
+    out = capsys.readouterr().out
+    assert "unique values" in out and "retention" in out and "SeaM's pruned network, weight-fixed" in out
 
 
 def test_resnet20_walkthrough(shared_data: Path, capsys: pytest.CaptureFixture,
