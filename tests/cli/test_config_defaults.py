@@ -1,7 +1,7 @@
 """One source for defaults: what `--dry-run` resolves (and `--help` shows) is the Config's default.
 
 For every command already in the library shape (probe run, wfn run, projections, reinit, the four of
-"Decomposing the Deep", seam reengineer/finetune), each flag that is a Config
+"Decomposing the Deep", seam reengineer/finetune/standard-finetune/retrain/eval-robustness), each flag that is a Config
 field resolves, untouched, to that field's default; a wrong-typed TOML value is one error line.
 """
 
@@ -24,7 +24,7 @@ from jaxnets.methods.decompose.config import (
 from jaxnets.methods.hyperplanes.config import ProjectionsConfig, ReinitConfig, TrainConfig
 from jaxnets.methods.probe.config import ProbeConfig
 from jaxnets.methods.seam.config import FinetuneConfig as SeamFinetuneConfig
-from jaxnets.methods.seam.config import ReengineerConfig
+from jaxnets.methods.seam.config import ReengineerConfig, RetrainConfig, RobustnessConfig, StandardFinetuneConfig
 from jaxnets.methods.wfn.config import WFNConfig, parse_percentages
 
 COMMANDS = {
@@ -42,6 +42,9 @@ COMMANDS = {
     "mutual-info": (["mutual-info"], MutualInfoConfig, set()),
     "seam reengineer": (["seam", "reengineer", "digits_cnn"], ReengineerConfig, set()),
     "seam finetune": (["seam", "finetune", "digits_cnn"], SeamFinetuneConfig, set()),
+    "seam standard-finetune": (["seam", "standard-finetune", "digits_cnn"], StandardFinetuneConfig, set()),
+    "seam retrain": (["seam", "retrain", "digits_cnn"], RetrainConfig, set()),
+    "seam eval-robustness": (["seam", "eval-robustness", "digits_cnn"], RobustnessConfig, set()),
 }
 
 
@@ -99,6 +102,9 @@ def test_help_shows_the_config_defaults(name: str, capsys, monkeypatch) -> None:
     ("indices", "batch_size", "1.5"),
     ("seam reengineer", "alpha", '"big"'),
     ("seam finetune", "pgd_steps", "2.5"),
+    ("seam standard-finetune", "lr", '"fast"'),
+    ("seam retrain", "momentum", "[0.5]"),
+    ("seam eval-robustness", "pgd_steps", "2.5"),
 ])
 def test_wrong_typed_toml_value_is_one_line(name: str, key: str, value: str, tmp_path: Path, capsys,
                                             monkeypatch) -> None:
@@ -119,6 +125,8 @@ def test_wrong_typed_toml_value_is_one_line(name: str, key: str, value: str, tmp
     (["seam", "reengineer", "digits_cnn", "--lr-mask", "0"], "error: --lr-mask must be > 0 (got 0.0)"),
     (["seam", "finetune", "digits_cnn", "--prune-threshold", "2"],
      "error: --prune-threshold must be in (0, 1] (got 2.0)"),
+    (["seam", "retrain", "digits_cnn", "--momentum", "-1"], "error: --momentum must be ≥ 0 (got -1.0)"),
+    (["seam", "eval-robustness", "digits_cnn", "--pgd-steps", "-1"], "error: --pgd-steps must be ≥ 0 (got -1)"),
 ])
 def test_config_errors_speak_in_flags(args: list[str], message: str, capsys, monkeypatch) -> None:
     code, _, err = run_cli(args, capsys, monkeypatch)

@@ -1,15 +1,18 @@
-"""SeaM's settings: the one place for their defaults and checks (specs/seam.md §2.6, §2.10; no
+"""SeaM's settings: the one place for their defaults and checks (specs/seam.md §2.6, §2.10, §4; no
 JAX import, so the CLI can show them at start-up).
 
-:class:`ReengineerConfig` is direct reuse (``jaxnets seam reengineer``), :class:`FinetuneConfig`
-indirect reuse and the defect inheritance rate (``jaxnets seam finetune``). The defaults are the
-original's CLI defaults (lr_head 0.1, lr_mask 0.1, α 1, 300 epochs, batch 64).
+:class:`ReengineerConfig` is direct reuse (``jaxnets seam reengineer``); indirect reuse has
+:class:`FinetuneConfig` (``seam finetune``: the three steps and the defect inheritance rate),
+:class:`StandardFinetuneConfig` and :class:`RetrainConfig` (the two baselines,
+``seam standard-finetune`` / ``seam retrain``) and :class:`RobustnessConfig` (the DIR of any
+fine-tuned model, ``seam eval-robustness``). The defaults are the original scripts' CLI defaults.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from jaxnets.errors import ConfigError
 from jaxnets.methods.seam.targets import SUPERCLASS_TYPES
@@ -128,34 +131,124 @@ class ReengineerConfig:
         return exclude_patterns(self.exclude)
 
 
+def _check_sgd(config: Any) -> None:
+    """The SGD settings every fine-tuning/retraining config shares (PyTorch's SGD: momentum and
+    weight decay ≥ 0; dropout a probability)."""
+    _non_negative(config, "momentum", "weight_decay")
+    if not 0 <= float(config.dropout) < 1:
+        raise ConfigError("dropout", f"must be in [0, 1) (got {config.dropout})")
+
+
+def _check_pgd(config: Any) -> None:
+    _non_negative(config, "pgd_eps", "pgd_step_size")
+    if int(config.pgd_steps) < 0:
+        raise ConfigError("pgd_steps", f"must be ≥ 0 (got {config.pgd_steps})")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Indirect reuse (§2.10): fit a new output layer (1), re-engineer with a prune threshold (2),
-    fine-tune (3); then PGD on the public model and the defect inheritance rate (§3.5)."""
+    """Indirect reuse (§2.10, ``reengineering_finetune.py``): fit a new output layer (1),
+    re-engineer with a prune threshold (2), fine-tune (3); then PGD on the public model and the
+    defect inheritance rate (§3.5). Defaults: the original script's."""
 
     lr_s1_output: float = 0.1  # step-1 SGD learning rate of the new output layer
     lr_mask: float = 0.1  # step-2 Adam learning rate of the scores
     lr_s2_output: float = 0.001  # step-2 Adam learning rate of the output layer
     alpha: float = 1.0  # step-2 retention weight α (≥ 0)
     prune_threshold: float = 1.0  # step 2 stops once 1 - retention reaches this (1.0: only when all are pruned)
+    lr_s3_hidden: float = 0.005  # step-3 SGD learning rate of every layer but the output layer
+    lr_s3_output: float = 0.05  # step-3 SGD learning rate of the new output layer
+    momentum: float = 0.0  # SGD momentum of steps 1 and 3
+    weight_decay: float = 1e-4  # SGD weight decay of steps 1 and 3 (added to the gradient, as PyTorch's)
+    dropout: float = 0.0  # step 3: Dropout2d after each ResNet stage (train mode only)
     epochs: int = 300  # epochs of each step (at most)
     early_stop: int = 30  # each step stops after this many epochs without improvement (-1 never)
-    lr: float = 0.005  # step-3 SGD learning rate of the backbone (the new output layer gets 10×)
     enforce_masks: bool = False  # non-original: keep pruned weights at 0 during fine-tuning
     pgd_eps: float = 0.1  # PGD L∞ radius in normalised input space
     pgd_steps: int = 40  # PGD iterations
+    pgd_step_size: float = 0.01  # PGD step (sign of the gradient times this)
     augment: bool = True  # training augmentation as ReengineerConfig.augment
     batch_size: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _coerce(self, float, "lr_s1_output", "lr_mask", "lr_s2_output", "alpha", "prune_threshold", "lr", "pgd_eps")
+        _coerce(self, float, "lr_s1_output", "lr_mask", "lr_s2_output", "alpha", "prune_threshold", "lr_s3_hidden",
+                "lr_s3_output", "momentum", "weight_decay", "dropout", "pgd_eps", "pgd_step_size")
         _coerce(self, int, "epochs", "early_stop", "pgd_steps", "batch_size", "seed")
-        _non_negative(self, "alpha", "pgd_eps")
-        _positive(self, "lr", "lr_mask", "lr_s1_output", "lr_s2_output")
+        _non_negative(self, "alpha")
+        _positive(self, "lr_s3_hidden", "lr_s3_output", "lr_mask", "lr_s1_output", "lr_s2_output")
+        _check_sgd(self)
+        _check_pgd(self)
         _at_least_one(self, "epochs", "batch_size")
-        if int(self.pgd_steps) < 0:
-            raise ConfigError("pgd_steps", f"must be ≥ 0 (got {self.pgd_steps})")
         _early_stop(self.early_stop)
         if not 0 < float(self.prune_threshold) <= 1:
             raise ConfigError("prune_threshold", f"must be in (0, 1] (got {self.prune_threshold})")
+
+
+@dataclass(frozen=True)
+class StandardFinetuneConfig:
+    """The standard fine-tuning baseline (``standard_finetune.py``): the pretrained model with a
+    new output layer, every layer trained by SGD (the output layer at 10× ``lr``), the best test
+    accuracy kept; no early stop by default."""
+
+    lr: float = 0.005  # SGD learning rate of every layer but the output layer (which gets 10×)
+    momentum: float = 0.0
+    weight_decay: float = 1e-4  # added to the gradient, as PyTorch's SGD
+    dropout: float = 0.0  # Dropout2d after each ResNet stage (train mode only)
+    epochs: int = 300
+    early_stop: int = -1  # stop after this many epochs without a better test accuracy (-1 never: the original)
+    augment: bool = True  # training augmentation as ReengineerConfig.augment
+    batch_size: int = 64
+    seed: int = 0  # shuffling, dropout, the new output layer's init
+
+    def __post_init__(self) -> None:
+        _coerce(self, float, "lr", "momentum", "weight_decay", "dropout")
+        _coerce(self, int, "epochs", "early_stop", "batch_size", "seed")
+        _positive(self, "lr")
+        _check_sgd(self)
+        _at_least_one(self, "epochs", "batch_size")
+        _early_stop(self.early_stop)
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The train-from-scratch baseline (``defect_inherit/retrain.py``): a randomly initialised
+    model, every layer trained by one SGD, the best test accuracy kept."""
+
+    lr: float = 0.1
+    momentum: float = 0.5
+    weight_decay: float = 1e-4
+    dropout: float = 0.0  # Dropout2d after each ResNet stage (train mode only)
+    epochs: int = 300
+    early_stop: int = -1  # -1 never (the original)
+    augment: bool = True
+    batch_size: int = 64
+    seed: int = 0  # initialisation, shuffling, dropout
+
+    def __post_init__(self) -> None:
+        _coerce(self, float, "lr", "momentum", "weight_decay", "dropout")
+        _coerce(self, int, "epochs", "early_stop", "batch_size", "seed")
+        _positive(self, "lr")
+        _check_sgd(self)
+        _at_least_one(self, "epochs", "batch_size")
+        _early_stop(self.early_stop)
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """The defect inheritance rate of a fine-tuned model (``eval_robustness.py``, §3.5):
+    advertorch's untargeted L∞ PGD on the public pretrained feature extractor, random start,
+    images clipped to [-2.2, 2.2] in normalised space; the adversarial images go to the fine-tuned
+    model."""
+
+    pgd_eps: float = 0.1
+    pgd_steps: int = 40
+    pgd_step_size: float = 0.01
+    batch_size: int = 64
+    seed: int = 0  # the random starts
+
+    def __post_init__(self) -> None:
+        _coerce(self, float, "pgd_eps", "pgd_step_size")
+        _coerce(self, int, "pgd_steps", "batch_size", "seed")
+        _check_pgd(self)
+        _at_least_one(self, "batch_size")

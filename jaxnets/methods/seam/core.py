@@ -74,6 +74,12 @@ def per_layer_retention(scores: Scores) -> list[dict]:
             for k, v in rows.items()]
 
 
+def unmasked(scores: Scores, module: str) -> Scores:
+    """The same scores with the top-level module ``module`` unmasked (``None``): the output layer
+    of indirect reuse, whose shape changes with the target's classes."""
+    return names.map_with_names(lambda n, s: None if n.split("/", 1)[0] == module else s, scores)
+
+
 def binary_masks(scores: Scores) -> Scores:
     """``1[s > 0]`` as bool arrays (host), ``None`` where unmasked."""
     return jax.tree_util.tree_map(lambda s: None if s is None else np.asarray(s) > 0, scores,

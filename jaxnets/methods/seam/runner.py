@@ -1,6 +1,10 @@
 """SeaM's library entry point: ``reengineer(model, data, ReengineerConfig(...), run_dir=None, *,
 test_data) -> ReengineerResult`` (``jaxnets seam reengineer`` is a thin adapter over it; so is the
-demo's :func:`run_digits`). Also the saved-run tools behind ``seam flops`` / ``seam time``.
+demo's :func:`run_digits`). Also the measurements of a re-engineered module behind ``seam flops``
+/ ``seam time`` / ``seam eval``: :func:`open_module` opens a finished run folder or an original
+mask dict (the authors' released masks) over a loaded model as a :class:`SavedModule`;
+:func:`module_flops`, :func:`module_time`, :func:`module_eval` measure it (and write their JSON
+only when given a file).
 
 Run folder (``run_dir``; the CLI names it ``OUT/lr_head_mask_{lr_head}_{lr_mask}_alpha_{alpha}``):
 ``config.json``, ``metrics.jsonl``/``metrics.csv`` (+ TensorBoard; written by ``train.loop.fit``:
@@ -32,14 +36,16 @@ from jaxnets.data.loader import Loader
 from jaxnets.data.pipeline import adapt_to_data
 from jaxnets.data.sources import Source
 from jaxnets.data.spec import open_source
-from jaxnets.errors import JaxnetsError
+from jaxnets.errors import CheckpointError, JaxnetsError
 from jaxnets.methods.seam import core, flops, maskdict, timing
 from jaxnets.methods.seam.config import ReengineerConfig, exclude_patterns
-from jaxnets.methods.seam.loaders import open_split, target_loaders
+from jaxnets.methods.seam.finetuning import count_correct
+from jaxnets.methods.seam.loaders import open_split, target_loaders, test_loader
 from jaxnets.methods.seam.targets import Target, original_correct, parse_target, target_sources
 from jaxnets.methods.seam.training import train_masks
 from jaxnets.models.api import init_variables, load_weights, resolve
 from jaxnets.models.registry import NORMALIZATIONS, get_spec
+from jaxnets.models.weights import input_normalization
 from jaxnets.rundir import RunDir
 from jaxnets.runtime import setup_jax, write_json
 from jaxnets.train.checkpoint import find_resume, resumed_run_folder
@@ -247,12 +253,31 @@ def reengineer(model: Model, data: Data, config: ReengineerConfig | None = None,
     return out
 
 
-# --------------------------------------------------------------------------- saved runs
+# --------------------------------------------------------------------------- saved modules
 
 
-def load_run(run: str | Path) -> dict:
-    """Model, variables, scores and head of a finished run folder (from its config.json)."""
-    run = Path(run)
+@dataclass
+class SavedModule:
+    """A re-engineered module to measure: a finished run folder's, or an original/released mask
+    dict over a loaded model (:func:`open_module`)."""
+
+    spec: Any
+    module: Any
+    variables: dict  # the dense original
+    scores: Any
+    head: dict | None  # None: a mask dict without ``module_head`` (defect_inherit's)
+    num_classes: int  # C, the backbone's outputs
+    normalize: tuple[tuple[float, ...], tuple[float, ...]]
+    source: str  # the run folder or the mask file
+    metrics: dict | None = None  # a run folder's metrics.json
+    options: dict = field(default_factory=dict)  # a run folder's config.json options
+
+    @property
+    def num_targets(self) -> int | None:
+        return None if self.head is None else int(np.shape(self.head["linear"]["kernel"])[1])
+
+
+def _run_module(run: Path) -> SavedModule:
     cfg_path, met_path = run / "config.json", run / "metrics.json"
     if not cfg_path.is_file() or not met_path.is_file():
         raise JaxnetsError(f"{run} is not a finished SeaM run (needs config.json and metrics.json)")
@@ -278,43 +303,165 @@ def load_run(run: str | Path) -> dict:
     template = core.init_scores(variables["params"], exclude_patterns(opts.get("exclude")))
     scores = maskdict.load_tree(run / "scores.msgpack", template)
     head = maskdict.load_tree(run / "head.msgpack")
-    return {"spec": spec, "module": module, "variables": variables, "scores": scores, "head": head,
-            "metrics": metrics, "options": opts, "num_classes": num_classes}
+    mean, std = input_normalization(spec, opts.get("weights"), opts.get("normalize"))
+    return SavedModule(spec=spec, module=module, variables=variables, scores=scores, head=head,
+                       num_classes=num_classes, normalize=(tuple(mean), tuple(std)), source=str(run),
+                       metrics=metrics, options=opts)
 
 
-def run_flops(run: str | Path) -> dict:
-    r = load_run(run)
-    claimed_flops = RunDir(run, "seam reengineer").new_file("flops.json", "seam flops: result file")
-    k = int(r["metrics"]["target"]["num_targets"])
-    out = flops.count_flops(r["module"], r["variables"], r["spec"].input_shape(1), scores=r["scores"],
-                            head_shape=(r["num_classes"], k))
-    out.update({"acc_pre": r["metrics"]["acc_pre"], "acc": r["metrics"]["acc"],
-                "kept": r["metrics"]["kept"], "n_entries": r["metrics"]["n_entries"],
-                "retention": r["metrics"]["retention"]})
-    write_json(claimed_flops, out)
-    print(f"Model ACC: {out['acc_pre']:.4f}\nReengineered model ACC: {out['acc']:.4f}\n"
-          f"FLOPs Dense: {out['flops_dense'] / 1e6:.2f}M\nFLOPs Sparse: {out['flops_sparse'] / 1e6:.2f}M\n"
-          f"FLOP% (Sparse / Dense): {100 * out['ratio']:.2f}%")
+def _mask_file_module(model: Model, masks: Path) -> SavedModule:
+    """An original mask dict over ``model``: direct reuse's (every conv/linear masked, with a
+    ``module_head``) or defect_inherit's (the output layer unmasked, no head)."""
+    params = model.variables["params"]
+    try:
+        scores, head = maskdict.import_mask_dict(masks, core.init_scores(params), model.spec.keymap)
+    except CheckpointError as first:
+        try:  # no masks for the output layer: defect_inherit's step_2_seam.pth
+            scores, head = maskdict.import_mask_dict(masks, core.init_scores(params, [f"^{model.spec.head}/"]),
+                                                     model.spec.keymap, skip_modules=(model.spec.head,))
+        except CheckpointError:
+            raise first from None
+    if head is not None and int(np.shape(head["linear"]["kernel"])[0]) != model.num_classes:
+        raise JaxnetsError(f"{masks}: its module head takes {np.shape(head['linear']['kernel'])[0]} logits, "
+                           f"{model.name} has {model.num_classes} (--num-classes?)")
+    return SavedModule(spec=model.spec, module=model.module, variables=dict(model.variables), scores=scores,
+                       head=head, num_classes=model.num_classes, normalize=(model.mean, model.std),
+                       source=str(masks), options={"model": model.name, "weights": str(model.weights or "")})
+
+
+def find_mask_file(masks: str | Path, lr_head: float = 0.1, lr_mask: float = 0.1, alpha: float = 1.0) -> Path:
+    """``masks`` itself, or — a folder holding the original's ``lr_head_mask_…_alpha_….pth``
+    files (not a jaxnets run) — the one of these settings (``alpha_1.0`` or ``alpha_1``)."""
+    path = Path(masks)
+    if not path.is_dir():
+        if not path.is_file():
+            raise JaxnetsError(f"--masks {path} not found")
+        return path
+    name = maskdict.run_name(lr_head, lr_mask, alpha)
+    candidates = [path / f"{name}.pth"]
+    if float(alpha).is_integer():  # the original's unparsed default alpha=1 writes alpha_1 (pitfall 9)
+        candidates.append(path / f"{name.rsplit('_', 1)[0]}_{int(alpha)}.pth")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise JaxnetsError(f"--masks {path}: no {candidates[0].name} in it (--lr-head/--lr-mask/--alpha locate the file)")
+
+
+def open_module(run: str | Path | None = None, *, model: Model | None = None,
+                masks: str | Path | None = None) -> SavedModule:
+    """A finished ``seam reengineer`` run folder, or ``model`` with an original mask dict ``masks``
+    (the authors' released masks, or ``masks.pth`` of a run)."""
+    if (run is None) == (masks is None):
+        raise JaxnetsError("give a run folder, or --model/--weights with --masks FILE.pth (not both)")
+    if run is not None:
+        return _run_module(Path(run))
+    if model is None:
+        raise JaxnetsError("--masks needs the model it was learnt on (--model and --weights)")
+    return _mask_file_module(model, Path(masks))
+
+
+def module_accuracy(saved: SavedModule, test_data: Data, target_text: str, *, superclass_type: str = "predefined",
+                    n_classes: int | None = None, seed: int = 0, batch_size: int = 64) -> dict:
+    """The module's K-way accuracy and the original model's (§3.1) on the target's test set."""
+    target = parse_target(target_text, test_data.num_classes, superclass_type=superclass_type,
+                          n_classes=n_classes, seed=seed)
+    if saved.head is None:
+        raise JaxnetsError(f"{saved.source} has no module head (module_head.1.*): no target accuracy to measure")
+    if saved.num_targets != target.num_targets:
+        raise JaxnetsError(f"the module head has {saved.num_targets} outputs, --target {target_text} "
+                           f"{target.num_targets} classes")
+    test, test_original = target_sources(test_data.source, target)
+    original = original_accuracy(saved.module, saved.variables, test_loader(saved.spec, test_original, batch_size),
+                                 saved.normalize, target)
+    bs = saved.variables.get("batch_stats") or {}
+    head_module = core.ModuleHead(target.num_targets, saved.num_classes)
+    predict = jax.jit(lambda p, h, x: jnp.argmax(head_module.apply(
+        {"params": h}, core.apply_backbone(saved.module, p, bs, normalize_images(x, saved.normalize))), -1))
+    pruned = core.pruned_params(saved.variables["params"], saved.scores)
+    correct, n = count_correct(predict, test_loader(saved.spec, test, batch_size), pruned, saved.head)
+    return {"acc_pre": original, "acc": correct / max(n, 1), "test_images": n, "target": target.to_json()}
+
+
+def _counts(saved: SavedModule) -> dict:
+    kept, n = core.count_kept(saved.scores), core.num_entries(saved.scores)
+    return {"kept": kept, "n_entries": n, "retention": kept / n if n else 0.0}
+
+
+def _write(out_file: str | Path | None, data: dict) -> None:
+    if out_file is not None:
+        write_json(Path(out_file), data)
+
+
+def module_flops(saved: SavedModule, *, accuracy: Mapping[str, Any] | None = None,
+                 out_file: str | Path | None = None) -> dict:
+    """Dense and sparse FLOPs (§3.3; the head counted when the module has one), the counts, and
+    ``accuracy`` (:func:`module_accuracy`) or a run's recorded acc_pre/acc; prints the original
+    script's lines. ``out_file``: where to write them (nothing without)."""
+    head_shape = (saved.num_classes, saved.num_targets) if saved.head is not None else None
+    out = flops.count_flops(saved.module, saved.variables, saved.spec.input_shape(1), scores=saved.scores,
+                            head_shape=head_shape)
+    out.update({"source": saved.source, **_counts(saved)})
+    recorded = accuracy or ({k: saved.metrics[k] for k in ("acc_pre", "acc")} if saved.metrics else {})
+    out.update(recorded)
+    _write(out_file, out)
+    lines = [f"Model ACC: {out['acc_pre']:.4f}", f"Reengineered model ACC: {out['acc']:.4f}"] if recorded else []
+    print("\n".join([*lines, f"FLOPs Dense: {out['flops_dense'] / 1e6:.2f}M",
+                     f"FLOPs Sparse: {out['flops_sparse'] / 1e6:.2f}M",
+                     f"FLOP% (Sparse / Dense): {100 * out['ratio']:.2f}%"]))
     return out
 
 
-def run_time(run: str | Path, *, batch: int = 16, warmup: int = 3, repeats: int = 10) -> dict:
+def _check_timing(batch: int, warmup: int, repeats: int) -> None:
     if batch < 1 or repeats < 1 or warmup < 0:
         raise JaxnetsError("--batch and --repeats must be ≥ 1, --warmup ≥ 0")
-    r = load_run(run)
-    claimed_time = RunDir(run, "seam reengineer").new_file("time.json", "seam time: result file")
-    out = timing.latency(r["module"], r["variables"], r["scores"], r["spec"].input_shape(1),
+
+
+def module_time(saved: SavedModule, *, batch: int = 16, warmup: int = 3, repeats: int = 10,
+                out_file: str | Path | None = None) -> dict:
+    """Dense XLA latency of the original vs the pruned backbone (head excluded, §3.4); prints the
+    original script's lines. ``out_file``: where to write the numbers (nothing without)."""
+    _check_timing(batch, warmup, repeats)
+    out = timing.latency(saved.module, saved.variables, saved.scores, saved.spec.input_shape(1),
                          batch=batch, warmup=warmup, repeats=repeats)
-    m = r["metrics"]
-    out.update({"model_weights": m["n_entries"], "reengineered_weights": m["kept"],
-                "pruned_ratio": 1 - m["kept"] / m["n_entries"]})
-    write_json(claimed_time, out)
-    print(f"Model weights: {m['n_entries'] / 1e6:.4f}M\nReengineered Model weights: {m['kept'] / 1e6:.4f}M\n"
+    c = _counts(saved)
+    out.update({"source": saved.source, "model_weights": c["n_entries"], "reengineered_weights": c["kept"],
+                "pruned_ratio": 1 - c["retention"]})
+    _write(out_file, out)
+    print(f"Model weights: {c['n_entries'] / 1e6:.4f}M\nReengineered Model weights: {c['kept'] / 1e6:.4f}M\n"
           f"Pruned ratio: {out['pruned_ratio']:.4f}\n"
           f"Original: {out['original']['median_ms']:.2f} ms/batch, re-engineered: "
           f"{out['reengineered']['median_ms']:.2f} ms/batch (dense XLA, batch {batch}; "
           f"reduction {100 * out['reduction']:.1f}%, {out['machine']['device']})")
     return out
+
+
+def module_eval(saved: SavedModule, test_data: Data, target_text: str, *, superclass_type: str = "predefined",
+                n_classes: int | None = None, seed: int = 0, batch_size: int = 64,
+                out_file: str | Path | None = None) -> dict:
+    """The module's and the original model's accuracy on the target test set, with the weight
+    counts; prints one line. ``out_file``: where to write them (nothing without)."""
+    out = {"source": saved.source, "model": saved.spec.name, "data": test_data.text,
+           **module_accuracy(saved, test_data, target_text, superclass_type=superclass_type, n_classes=n_classes,
+                             seed=seed, batch_size=batch_size), **_counts(saved)}
+    _write(out_file, out)
+    print(f"Model ACC: {out['acc_pre']:.4f} | Reengineered model ACC: {out['acc']:.4f} | retention "
+          f"{out['retention']:.4f} ({out['kept']}/{out['n_entries']})")
+    return out
+
+
+def run_flops(run: str | Path) -> dict:
+    """``seam flops RUN``: the FLOPs of a run folder → ``RUN/flops.json``."""
+    saved = _run_module(Path(run))  # a folder that is no run fails before anything is claimed
+    claimed = RunDir(run, "seam reengineer").new_file("flops.json", "seam flops: result file")
+    return module_flops(saved, out_file=claimed)
+
+
+def run_time(run: str | Path, *, batch: int = 16, warmup: int = 3, repeats: int = 10) -> dict:
+    """``seam time RUN``: the latencies of a run folder → ``RUN/time.json``."""
+    _check_timing(batch, warmup, repeats)  # before the result file is claimed
+    saved = _run_module(Path(run))
+    claimed = RunDir(run, "seam reengineer").new_file("time.json", "seam time: result file")
+    return module_time(saved, batch=batch, warmup=warmup, repeats=repeats, out_file=claimed)
 
 
 # --------------------------------------------------------------------------- digits runner

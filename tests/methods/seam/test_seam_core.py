@@ -71,7 +71,7 @@ def test_seam_all_ones_scores_bit_identical(name: str, classes: int, size: int) 
     ("resnet20_b", 10, 270_906, 10), ("resnet20_b", 100, 276_756, 100),
     ("vgg16_bn_cifar", 10, 15_245_130, 5_258), ("vgg16_bn_cifar", 100, 15_291_300, 5_348),
     ("resnet50", 1000, 25_503_912, 1_000), ("mixer_b16", 1000, 59_842_072, 54_808),
-    ("densenet121", 1000, 7_895_208, 1_000),
+    ("densenet121", 1000, 7_895_208, 1_000), ("mobilenet_v3_small", 1000, 2_530_744, 4_912),
 ])
 def test_seam_mask_counts(name: str, classes: int, n: int, n_bias: int) -> None:
     spec = get_spec(name)
@@ -82,6 +82,26 @@ def test_seam_mask_counts(name: str, classes: int, n: int, n_bias: int) -> None:
 
     biases = sum(int(np.prod(v.shape)) for k, v in names.flatten(scores).items() if k.endswith("/bias"))
     assert biases == n_bias
+
+
+def test_seam_mobilenet_v3_small_masked_layers() -> None:
+    """The fork's MobileNetV3-small (spec §2.2): 54 masked layers — every conv incl. the depthwise
+    ones and the squeeze-excitation 1×1 convs (whose biases are masked), and the 2 linears of the
+    classifier; BN is not masked."""
+    from jaxnets.transforms import names
+
+    spec = get_spec("mobilenet_v3_small")
+    variables = abstract_variables(spec, spec.create(1000))
+    scores = core.init_scores(variables["params"])
+    layers = core.masked_layers(scores)
+    kernels = {n: tuple(v.shape) for n, v in names.flatten(variables["params"]).items() if n.endswith("/kernel")}
+    assert len(layers) == 54 == len(kernels)
+    linears = [n for n, shape in kernels.items() if len(shape) == 2]
+    depthwise = [n for n, shape in kernels.items() if len(shape) == 4 and shape[2] == 1 and shape[3] > 1]
+    assert len(linears) == 2 and len(depthwise) == 11  # one depthwise conv per inverted-residual block
+    biased = [n.rsplit("/", 1)[0] for n in names.flatten(scores) if n.endswith("/bias")]
+    assert len(biased) == 2 + 2 * 9  # the classifier's 2 linears and the 9 SE blocks' fc1/fc2
+    assert not any("bn" in n.lower() or "batch" in n.lower() for n in names.flatten(scores))
 
 
 def test_seam_defect_inheritance_resnet_counts_exclude_fc() -> None:
