@@ -18,6 +18,8 @@ accepted with one warning line. The scripts' names are hidden command aliases
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -288,6 +290,42 @@ AlphaLocateOpt = Annotated[float, typer.Option("--alpha", help="With a --masks f
 ModuleDataOpt = Annotated[str | None, typer.Option("--data", "-d", help="Data spec of the target's test set (accuracies; a run folder's own by default).")]
 
 
+def _module_options_template(
+    run: RunPos = None,
+    model: ModelFlag = None,
+    weights: WeightsOpt = None,
+    masks: MasksOpt = None,
+    dataset: DatasetOpt = None,
+    data: ModuleDataOpt = None,
+    target: ModuleTargetOpt = None,
+    target_class: TargetClassOpt = None,
+    target_superclass_idx: TargetSuperclassOpt = None,
+    superclass_type: Annotated[str | None, typer.Option(*SuperclassTypeDecl, help="predefined | random (for --target superclass:…).")] = None,
+    n_classes: Annotated[int | None, typer.Option(*NClassesDecl, help="Classes of a random superclass.")] = None,
+    lr_head: LrHeadLocateOpt = DEFAULT.lr_head,
+    lr_mask: LrMaskLocateOpt = DEFAULT.lr_mask,
+    alpha: AlphaLocateOpt = DEFAULT.alpha,
+    num_classes: NumClassesOpt = None,
+    normalize: NormOpt = None,
+    shots: ShotsOpt = None,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """The options of a module measured on its target (``seam flops``, ``seam eval``): declared once."""
+
+
+def module_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the options of :func:`_module_options_template` (before its own); it
+    declares ``**module_opts`` and receives them there (as :func:`run_options` does)."""
+    shared = list(inspect.signature(_module_options_template, eval_str=True).parameters.values())
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature(shared + own)
+    return command
+
+
 def _module_opts(values: dict, command: str) -> dict:
     """The options of flops/time/eval: verbosity set, the original's spellings applied."""
     from jaxnets.ui import set_verbosity, warn
@@ -335,29 +373,8 @@ def _target_settings(saved: SavedModule, opts: dict) -> dict:
             "seed": int(recorded.get("seed", opts.get("seed") or 0))}
 
 
-def flops(
-    run: RunPos = None,
-    model: ModelFlag = None,
-    weights: WeightsOpt = None,
-    masks: MasksOpt = None,
-    dataset: DatasetOpt = None,
-    data: ModuleDataOpt = None,
-    target: ModuleTargetOpt = None,
-    target_class: TargetClassOpt = None,
-    target_superclass_idx: TargetSuperclassOpt = None,
-    superclass_type: Annotated[str | None, typer.Option(*SuperclassTypeDecl, help="predefined | random (for --target superclass:…).")] = None,
-    n_classes: Annotated[int | None, typer.Option(*NClassesDecl, help="Classes of a random superclass.")] = None,
-    lr_head: LrHeadLocateOpt = DEFAULT.lr_head,
-    lr_mask: LrMaskLocateOpt = DEFAULT.lr_mask,
-    alpha: AlphaLocateOpt = DEFAULT.alpha,
-    num_classes: NumClassesOpt = None,
-    normalize: NormOpt = None,
-    shots: ShotsOpt = None,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
-) -> None:
+@module_options
+def flops(**module_opts: Any) -> None:
     """Dense and sparse FLOPs (fvcore's rules) of the original and the re-engineered model.
 
     RUN → RUN/flops.json (with the run's accuracies). Released masks: --model M --weights W --masks
@@ -366,7 +383,7 @@ def flops(
 
     Example: jaxnets seam flops runs/seam/resnet20-cat-dog/lr_head_mask_0.1_0.05_alpha_1.0
     """
-    opts = _module_opts(dict(locals()), "seam flops")  # first: locals() are the flags
+    opts = _module_opts(module_opts, "seam flops")
     from jaxnets.methods.seam.runner import module_flops, run_flops
 
     if opts["run"] is not None:
@@ -422,29 +439,8 @@ def time_cmd(
     module_time(saved, batch=batch, warmup=warmup, repeats=repeats, out_file=where / "time.json")
 
 
-def eval_cmd(
-    run: RunPos = None,
-    model: ModelFlag = None,
-    weights: WeightsOpt = None,
-    masks: MasksOpt = None,
-    dataset: DatasetOpt = None,
-    data: ModuleDataOpt = None,
-    target: ModuleTargetOpt = None,
-    target_class: TargetClassOpt = None,
-    target_superclass_idx: TargetSuperclassOpt = None,
-    superclass_type: Annotated[str | None, typer.Option(*SuperclassTypeDecl, help="predefined | random (for --target superclass:…).")] = None,
-    n_classes: Annotated[int | None, typer.Option(*NClassesDecl, help="Classes of a random superclass.")] = None,
-    lr_head: LrHeadLocateOpt = DEFAULT.lr_head,
-    lr_mask: LrMaskLocateOpt = DEFAULT.lr_mask,
-    alpha: AlphaLocateOpt = DEFAULT.alpha,
-    num_classes: NumClassesOpt = None,
-    normalize: NormOpt = None,
-    shots: ShotsOpt = None,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
-) -> None:
+@module_options
+def eval_cmd(**module_opts: Any) -> None:
     """Accuracy of a re-engineered module and of the original model on the target's test set (§3.1).
 
     RUN (its own data and target unless given) → RUN/eval.json; or --model M --weights W --masks
@@ -452,7 +448,7 @@ def eval_cmd(
 
     Example: jaxnets seam eval --model resnet20_b --weights cifar10_resnet20-4118986f.pt --masks lr_head_mask_0.1_0.05_alpha_1.0.pth --data cifar10:DIR --target binary:0
     """
-    opts = _module_opts(dict(locals()), "seam eval")  # first: locals() are the flags
+    opts = _module_opts(module_opts, "seam eval")
     from jaxnets.methods.seam.runner import module_eval, open_module
     from jaxnets.rundir import RunDir
 
