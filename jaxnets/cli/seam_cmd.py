@@ -552,30 +552,49 @@ def finetune_from_options(opts: dict) -> FinetuneResult:
                         provenance=_provenance(opts, FinetuneConfig), resume=opts["resume"])
 
 
-def standard_finetune(
-    ctx: typer.Context,
+def _baseline_options_template(
     model_arg: ModelPos = None,
     model: ModelFlag = None,
-    weights: WeightsOpt = None,
     data: DataOpt = "digits",
     dataset: DatasetOpt = None,
     target: TargetIndirectOpt = None,
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate of every layer but the new output layer (which gets 10×).")] = STANDARD.lr,
-    momentum: MomentumOpt = STANDARD.momentum,
-    weight_decay: WeightDecayOpt = STANDARD.weight_decay,
-    dropout: DropoutOpt = STANDARD.dropout,
-    epochs: Annotated[int, typer.Option(*EpochsDecl, help="Epochs.")] = STANDARD.epochs,
-    early_stop: Annotated[int, typer.Option(*EarlyStopDecl, help="Non-original: stop after this many epochs without a better test accuracy (-1 never).")] = STANDARD.early_stop,
+    momentum: MomentumOpt = 0.0,
+    weight_decay: WeightDecayOpt = 0.0,
+    dropout: DropoutOpt = 0.0,
+    epochs: Annotated[int, typer.Option(*EpochsDecl, help="Epochs.")] = 0,
+    early_stop: Annotated[int, typer.Option(*EarlyStopDecl, help="Non-original: stop after this many epochs without a better test accuracy (-1 never).")] = -1,
     limit: LimitOpt = None,
     test_limit: TestLimitOpt = None,
     shots: ShotsOpt = None,
-    augment: AugmentOpt = STANDARD.augment,
+    augment: AugmentOpt = False,
     normalize: NormOpt = None,
     out: OutOpt = None,
-    seed: SeedOpt = STANDARD.seed,
-    batch_size: BatchOpt = STANDARD.batch_size,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 64,
     resume: ResumeOpt = None,
-    **run_options: Any,
+) -> None:
+    """The options both indirect-reuse baselines take (defaults: each baseline's Config)."""
+
+
+def baseline_options(defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a baseline command the options of :func:`_baseline_options_template` after its own,
+    with ``defaults``' (a Config's) values; it declares ``**baseline_opts`` and gets them there."""
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        shared = [p.replace(default=getattr(defaults, p.name)) if hasattr(defaults, p.name) else p
+                  for p in inspect.signature(_baseline_options_template, eval_str=True).parameters.values()]
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        command.__signature__ = inspect.Signature(own + shared)
+        return command
+    return decorate
+
+
+@baseline_options(STANDARD)
+def standard_finetune(
+    ctx: typer.Context,
+    weights: WeightsOpt = None,
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate of every layer but the new output layer (which gets 10×).")] = STANDARD.lr,
+    **baseline_opts: Any,
 ) -> None:
     """The standard fine-tuning baseline: the pretrained model with a new output layer, every layer trained (SGD), the best test accuracy kept → OUT/model_ft.msgpack, results.json.
 
@@ -584,38 +603,21 @@ def standard_finetune(
 
     Example: jaxnets seam standard-finetune resnet18 --weights resnet18-5c106cde.pth --data mit67:MIT_67
     """
-    opts = resolve_options(ctx, dict(locals()), "seam")
+    values = {k: v for k, v in locals().items() if k != "baseline_opts"}
+    opts = resolve_options(ctx, {**values, **baseline_opts}, "seam")
     result = baseline_from_options("standard", opts)
     print(result.describe())
     _info(f"wrote {result.run_dir}")
 
 
+@baseline_options(RETRAIN)
 def retrain(
     ctx: typer.Context,
-    model_arg: ModelPos = None,
-    model: ModelFlag = None,
-    data: DataOpt = "digits",
-    dataset: DatasetOpt = None,
-    target: TargetIndirectOpt = None,
     target_superclass_idx: Annotated[int | None, typer.Option("--target-superclass-idx", "--target_superclass_idx", help="multi_class/retrain.py's superclass index: --target superclass:I (-1: not given).")] = None,
     superclass_type: Annotated[str | None, typer.Option(*SuperclassTypeDecl, hidden=True, help="multi_class/retrain.py's flag; predefined only.")] = None,
     n_classes: Annotated[int | None, typer.Option(*NClassesDecl, hidden=True, help="multi_class/retrain.py's flag (random superclasses); ignored.")] = None,
     lr: Annotated[float, typer.Option("--lr", help="SGD learning rate.")] = RETRAIN.lr,
-    momentum: MomentumOpt = RETRAIN.momentum,
-    weight_decay: WeightDecayOpt = RETRAIN.weight_decay,
-    dropout: DropoutOpt = RETRAIN.dropout,
-    epochs: Annotated[int, typer.Option(*EpochsDecl, help="Epochs.")] = RETRAIN.epochs,
-    early_stop: Annotated[int, typer.Option(*EarlyStopDecl, help="Non-original: stop after this many epochs without a better test accuracy (-1 never).")] = RETRAIN.early_stop,
-    limit: LimitOpt = None,
-    test_limit: TestLimitOpt = None,
-    shots: ShotsOpt = None,
-    augment: AugmentOpt = RETRAIN.augment,
-    normalize: NormOpt = None,
-    out: OutOpt = None,
-    seed: SeedOpt = RETRAIN.seed,
-    batch_size: BatchOpt = RETRAIN.batch_size,
-    resume: ResumeOpt = None,
-    **run_options: Any,
+    **baseline_opts: Any,
 ) -> None:
     """The retrain baseline: MODEL's architecture from a random initialisation, every layer trained (SGD), the best test accuracy kept → OUT/model_rt.msgpack, results.json.
 
@@ -623,7 +625,8 @@ def retrain(
 
     Example: jaxnets seam retrain resnet18 --data mit67:MIT_67
     """
-    opts = resolve_options(ctx, dict(locals()), "seam")
+    values = {k: v for k, v in locals().items() if k != "baseline_opts"}
+    opts = resolve_options(ctx, {**values, **baseline_opts}, "seam")
     result = baseline_from_options("retrain", opts)
     print(result.describe())
     _info(f"wrote {result.run_dir}")
