@@ -64,7 +64,7 @@ from jaxnets.methods.seam.finetuning import (
     with_new_output_layer,
 )
 from jaxnets.methods.seam.loaders import check_same_classes, open_split, target_loaders
-from jaxnets.methods.seam.robustness import defect_inheritance
+from jaxnets.methods.seam.robustness import RobustnessResult, defect_inheritance
 from jaxnets.methods.seam.selection import bits_float, float_bits
 from jaxnets.rundir import RunDir
 from jaxnets.train import loop
@@ -240,32 +240,19 @@ class _Stages:
 
 
 @dataclass
-class FinetuneResult:
-    """The fine-tuned K-way model and the numbers of defect.json (``to_json()``)."""
+class FinetuneResult(RobustnessResult):
+    """The fine-tuned K-way model and the numbers of defect.json (``to_json()``): the DIR fields of
+    :class:`RobustnessResult` plus the model and the masks' retention."""
 
-    model: Model
-    summary: dict[str, Any]
-    run_dir: RunDir | None = None
-
-    @property
-    def clean_top1(self) -> float:
-        return float(self.summary["clean_top1"])
-
-    @property
-    def defect_inheritance_rate(self) -> float:
-        return float(self.summary["dir"])
+    model: Model | None = None
 
     @property
     def retention(self) -> float:
         return float(self.summary["retention"])
 
-    def to_json(self) -> dict[str, Any]:
-        return self.summary
-
     def describe(self) -> str:
         """The original eval_robustness line (plus the retention)."""
-        return (f"Clean Top-1: {self.clean_top1:.2f} | Attack Success Rate: {self.defect_inheritance_rate:.2f}"
-                f" (retention {self.retention:.4f})")
+        return f"{super().describe()} (retention {self.retention:.4f})"
 
 
 def _jsonable(value: Any) -> Any:
