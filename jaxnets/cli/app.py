@@ -19,7 +19,6 @@ from jaxnets.cli import (
     models_cmd,
     probe_cmd,
     seam_cmd,
-    train_cmd,
     validate_cmd,
     wfn_cmd,
 )
@@ -36,9 +35,9 @@ app.command("models")(models_cmd.models)
 app.command("info")(models_cmd.info)
 app.command("convert")(convert_cmd.convert)
 app.command("validate")(validate_cmd.validate)
-app.command("train")(train_cmd.train)
 app.command("demo")(demo_cmd.demo)
-# Each method module adds its own commands (a flat command or a sub-app such as `jaxnets wfn …`).
+# Each method module adds its own commands (a flat command or a sub-app such as `jaxnets wfn …`);
+# `train` comes with the hyperplane commands (it is the original train.py).
 for _module in (decompose_cmd, wfn_cmd, probe_cmd, seam_cmd, hyperplanes_cmd):
     _module.register(app)
 

@@ -129,21 +129,26 @@ def apply_dataset(opts: dict) -> None:
     kind = DATASET_KINDS.get(name.lower())
     if kind is None:
         raise JaxnetsError(f"--dataset {name}: use one of {', '.join(sorted(DATASET_KINDS))}")
-    data = str(opts["data"])
+    if opts.get("data") is not None:  # seam time has no --data: the data set only fixes the head's classes
+        opts["data"] = _data_of_dataset(name, kind, str(opts["data"]))
+    if "num_classes" in opts and opts["num_classes"] is None and name.lower() in DATASET_CLASSES:
+        opts["num_classes"] = DATASET_CLASSES[name.lower()]
+    if from_flag and name.lower() in ("cifar10", "cifar100"):
+        opts["model"] = CIFAR_MODELS.get(opts["model"], opts["model"])
+
+
+def _data_of_dataset(name: str, kind: str, data: str) -> str:
+    """``--dataset NAME`` with ``--data DIR`` → ``<kind>:DIR`` (a ``--data`` naming its kind must agree)."""
     head, sep, _ = data.partition(":")
     given = DATASET_KINDS.get(head.lower(), head.lower()).removesuffix("-py")
     if sep and given in {*DATASET_KINDS.values(), "tfds"}:  # --data names its kind already
         if given != kind:
             raise JaxnetsError(f"--dataset {name} and --data {data} name different data sets")
-    elif data == "digits":
+        return data
+    if data == "digits":
         raise JaxnetsError(f"--dataset {name} needs --data DIR (the original reads a fixed folder): "
                            f"the data set's folder, read as {kind}:DIR")
-    else:
-        opts["data"] = f"{kind}:{data}"
-    if "num_classes" in opts and opts["num_classes"] is None and name.lower() in DATASET_CLASSES:
-        opts["num_classes"] = DATASET_CLASSES[name.lower()]
-    if from_flag and name.lower() in ("cifar10", "cifar100"):
-        opts["model"] = CIFAR_MODELS.get(opts["model"], opts["model"])
+    return f"{kind}:{data}"
 
 
 def take_target(opts: dict) -> None:

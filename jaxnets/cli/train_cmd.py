@@ -1,5 +1,12 @@
 """`jaxnets train`: the hyperplane paper's train.py as a jaxnets command (specs/hyperplane-arrangements.md §4).
 
+A train.py command line runs when pasted after ``jaxnets train`` (plus ``--weights FILE`` with its
+value-less ``--pretrained``, which downloads): ``--arch`` is MODEL, ``--dataset NAME --data-path
+DIR`` is ``--data``, ``--upscale`` is ``--upscale 224``, ``--upscale-padding`` is ``--upscale 112
+--upscale-padding 56``; ``--cuda``, ``--workers``, ``--models-path``, ``--tb-logdir``, ``--log``
+and ``--override`` are accepted with one warning line each (the parsing of the value-less flags:
+``hyperplanes_cmd.TrainCommand``, which registers this command).
+
 The options become :func:`jaxnets.train.command.run_train`; their defaults are
 :class:`jaxnets.methods.hyperplanes.config.TrainConfig`'s. Fixed relative to the original (§7): resume
 continues after the last finished epoch (``--resume`` and ``--resume-from``); the final snapshot is
@@ -23,14 +30,31 @@ from jaxnets.cli.common import (
     DataOpt,
     DevicesOpt,
     LimitOpt,
-    ModelArg,
     NumProcessesOpt,
     OutOpt,
     PrecisionOpt,
     ProcessIdOpt,
     SeedOpt,
+    drop_ignored_flags,
     resolve_options,
     run_options,
+)
+from jaxnets.cli.hyperplanes_cmd import (
+    ORIGINAL_IGNORED,
+    ArchOpt,
+    BarePretrainedOpt,
+    BareUpscalePaddingOpt,
+    CudaOpt,
+    DataPathOpt,
+    DatasetOpt,
+    LogOpt,
+    ModelArg,
+    WorkersOpt,
+    given_only,
+    original_data,
+    original_pretrained,
+    original_upscale,
+    take_arch,
 )
 from jaxnets.methods.hyperplanes.config import TrainConfig
 
@@ -40,7 +64,7 @@ TRAIN_DEFAULT = TrainConfig()  # the one place for the defaults (jaxnets/methods
 @run_options
 def train(
     ctx: typer.Context,
-    model: ModelArg,
+    model: ModelArg = None,
     data: DataOpt = TRAIN_DEFAULT.data,
     epochs: Annotated[int, typer.Option(help="The END epoch: epochs --start-epoch..N-1 are trained (as the original).")] = TRAIN_DEFAULT.epochs,
     batch_size: BatchOpt = TRAIN_DEFAULT.batch_size,
@@ -85,13 +109,40 @@ def train(
     coordinator: CoordinatorOpt = TRAIN_DEFAULT.coordinator,
     num_processes: NumProcessesOpt = TRAIN_DEFAULT.num_processes,
     process_id: ProcessIdOpt = TRAIN_DEFAULT.process_id,
+    arch: ArchOpt = None,
+    dataset: DatasetOpt = None,
+    data_path: DataPathOpt = None,
+    original_upscale_padding: BareUpscalePaddingOpt = None,
+    original_pretrained: BarePretrainedOpt = None,
+    cuda: CudaOpt = None,
+    workers: WorkersOpt = None,
+    models_path: Annotated[str | None, typer.Option("--models-path", hidden=True, help="Original flag; ignored (--out).")] = None,
+    tb_logdir: Annotated[str | None, typer.Option("--tb-logdir", hidden=True, help="Original flag; ignored (--out).")] = None,
+    log: LogOpt = None,
+    override: Annotated[bool | None, typer.Option("--override", hidden=True, help="Original flag; ignored.")] = None,
     **run_options: Any,
 ) -> None:
     """Train a model (snapshots, label noise, pixel shuffle, validation split, exact resume).
 
     Example: jaxnets train lenet --data digits --epochs 60 --optimizer adam --lr 0.003 --lr-step 40 --lr-decay 0.1 --shuffle
     """
-    opts = resolve_options(ctx, dict(locals()), "train")
+    opts = resolve_options(ctx, given_only(dict(locals()), TRAIN_ORIGINAL), "train")
+    train_spellings(ctx, opts)
     from jaxnets.train.command import run_train  # jaxnets.train imports JAX: not at CLI start-up
 
     run_train(opts)
+
+
+TRAIN_IGNORED = ("cuda", "workers", "models_path", "tb_logdir", "log", "override")
+TRAIN_ORIGINAL = ("arch", "dataset", "data_path", "original_upscale_padding", "original_pretrained", *TRAIN_IGNORED)
+
+
+def train_spellings(ctx: typer.Context, opts: dict) -> None:
+    """train.py's flags as the jaxnets options (nothing of them is recorded in config.json)."""
+    source = ctx.get_parameter_source("data")
+    take_arch(opts)
+    original_data(opts, data_given=(source is not None and source.name != "DEFAULT")
+                  or opts["data"] != TRAIN_DEFAULT.data)
+    original_upscale(opts)
+    original_pretrained(opts, "pretrained")
+    drop_ignored_flags(opts, {k: ORIGINAL_IGNORED[k] for k in TRAIN_IGNORED})

@@ -47,6 +47,7 @@ def validate(
     devices: DevicesOpt = "1",
     gpu: GpuOpt = None,
     lr: Annotated[float | None, typer.Option("--lr", hidden=True, help="Original flag (main.py validate); ignored.")] = None,
+    num_epochs: Annotated[int | None, typer.Option("--num-epochs", hidden=True, help="Original flag (main.py validate); ignored.")] = None,
     **run_options: Any,
 ) -> None:
     """Evaluate a model on a data set and write RUN/results.json.
@@ -59,5 +60,6 @@ def validate(
     standard protocol; default here) or squash (224×224, main.py's).
     """
     opts = resolve_options(ctx, dict(locals()), "validate")
-    drop_ignored_flags(opts, {**IGNORED_FLAGS, "lr": "--lr is ignored by validate (nothing is trained)"})
+    drop_ignored_flags(opts, {**IGNORED_FLAGS, "lr": "--lr is ignored by validate (nothing is trained)",
+                              "num_epochs": "--num-epochs is ignored by validate (nothing is trained)"})
     run_validate(opts)

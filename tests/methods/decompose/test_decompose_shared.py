@@ -222,7 +222,7 @@ def test_validate_original_command_line(dtd, weights, cifar_exact, tmp_path, cap
     """README: ``main.py validate resnet20 -i resnet20_cifar-10_indices.json -w resnet20-12fca82f.th
     --gpu 0`` (+ ``--data``; ``--inds-file``/``--weights-file`` and the no-op ``--lr`` too)."""
     code, out, err = run_cli(["validate", "resnet20", "--inds-file", dtd / FILES[5], "--weights-file", weights,
-                              "--gpu", "0", "--lr", "0.00001", "--data", f"cifar10:{cifar_exact}",
+                              "--gpu", "0", "--lr", "0.00001", "--num-epochs", "3", "--data", f"cifar10:{cifar_exact}",
                               "--normalize", "cifar", "--out", tmp_path, "-q"], capsys, monkeypatch)
     assert code == 0, err
     assert "warning: --gpu is ignored" in err and "warning: --lr is ignored" in err
