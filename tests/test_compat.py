@@ -162,7 +162,7 @@ def seam_standard(work: Path, digits_model: dict) -> dict:
 def wfn_run(work: Path, digits_model: dict) -> dict:
     """pre_trained_model_experiments.py's flags (original spellings) on the trained digits_cnn."""
     out = work / "wfn"
-    _, err = run_ok(["wfn", "run", "digits_cnn", "--weights", digits_model["weights"], "--data", "digits",
+    _, err = run_ok(["wfn", "run", "--model", "digits_cnn", "--weights", digits_model["weights"], "--data", "digits",
                      "--distance_allowed", "0.01", "--percentages", "0.5", "1.0", "--optimiser", "ADAM",
                      "--experiment_name", "compat", "--scheduler", "None", "--lr", "1e-3", "--first_epoch", "0",
                      "--fixing_epochs", "1", "--regularistion_ratio", "0.4", "--zero_distance", "0.0078125",

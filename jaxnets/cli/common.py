@@ -173,3 +173,29 @@ def drop_ignored_flags(opts: dict, flags: Mapping[str, str]) -> None:
     for key, message in flags.items():
         if opts.pop(key, None) is not None:
             warn(message)
+
+
+def take_model(opts: dict) -> None:
+    """MODEL and --model are one setting (``opts["model"]``); both given must agree."""
+    positional, flag = opts.pop("model_arg", None), opts.get("model")
+    if positional and flag and positional != flag:
+        raise JaxnetsError(f"got the model twice: '{positional}' and --model '{flag}'")
+    if not (positional or flag):
+        raise JaxnetsError("give the model: MODEL or --model NAME (see `jaxnets models`)")
+    opts["model"] = positional or flag
+    opts["model_from_flag"] = positional is None
+
+
+def data_of_dataset(name: str, kind: str, data: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The original scripts' ``--dataset NAME`` with ``--data DIR`` → ``<kind>:DIR``; a ``--data``
+    that names its kind already (``aliases``: other spellings of kinds) must name the same one."""
+    head, sep, _ = data.partition(":")
+    if sep:
+        given = (aliases or {}).get(head.lower(), head.lower())
+        if given.removesuffix("-py") != kind.removesuffix("-py"):
+            raise JaxnetsError(f"--dataset {name} and --data {data} name different data sets")
+        return data
+    if data == "digits":
+        raise JaxnetsError(f"--dataset {name} needs --data DIR (the original reads a fixed folder): "
+                           f"the data set's folder, read as {kind}:DIR")
+    return f"{kind}:{data}"

@@ -37,9 +37,11 @@ from jaxnets.cli.common import (
     SeedOpt,
     VerboseOpt,
     WeightsOpt,
+    data_of_dataset,
     drop_ignored_flags,
     resolve_options,
     run_options,
+    take_model,
 )
 from jaxnets.errors import JaxnetsError
 from jaxnets.methods.seam.config import (
@@ -107,17 +109,6 @@ ROBUSTNESS_IGNORED = {
 }
 
 
-def take_model(opts: dict) -> None:
-    """MODEL and --model are one setting (``opts["model"]``); both given must agree."""
-    positional, flag = opts.pop("model_arg", None), opts.get("model")
-    if positional and flag and positional != flag:
-        raise JaxnetsError(f"got the model twice: '{positional}' and --model '{flag}'")
-    if not (positional or flag):
-        raise JaxnetsError("give the model: MODEL or --model NAME (see `jaxnets models`)")
-    opts["model"] = positional or flag
-    opts["model_from_flag"] = positional is None
-
-
 def apply_dataset(opts: dict) -> None:
     """``--dataset NAME`` (the original's): ``--data DIR`` becomes ``<kind>:DIR``; with CIFAR,
     the original's ``--model resnet20|vgg16`` are the chenyaofo models; the classes of the
@@ -130,25 +121,11 @@ def apply_dataset(opts: dict) -> None:
     if kind is None:
         raise JaxnetsError(f"--dataset {name}: use one of {', '.join(sorted(DATASET_KINDS))}")
     if opts.get("data") is not None:  # seam time has no --data: the data set only fixes the head's classes
-        opts["data"] = _data_of_dataset(name, kind, str(opts["data"]))
+        opts["data"] = data_of_dataset(name, kind, str(opts["data"]), DATASET_KINDS)
     if "num_classes" in opts and opts["num_classes"] is None and name.lower() in DATASET_CLASSES:
         opts["num_classes"] = DATASET_CLASSES[name.lower()]
     if from_flag and name.lower() in ("cifar10", "cifar100"):
         opts["model"] = CIFAR_MODELS.get(opts["model"], opts["model"])
-
-
-def _data_of_dataset(name: str, kind: str, data: str) -> str:
-    """``--dataset NAME`` with ``--data DIR`` → ``<kind>:DIR`` (a ``--data`` naming its kind must agree)."""
-    head, sep, _ = data.partition(":")
-    given = DATASET_KINDS.get(head.lower(), head.lower()).removesuffix("-py")
-    if sep and given in {*DATASET_KINDS.values(), "tfds"}:  # --data names its kind already
-        if given != kind:
-            raise JaxnetsError(f"--dataset {name} and --data {data} name different data sets")
-        return data
-    if data == "digits":
-        raise JaxnetsError(f"--dataset {name} needs --data DIR (the original reads a fixed folder): "
-                           f"the data set's folder, read as {kind}:DIR")
-    return f"{kind}:{data}"
 
 
 def take_target(opts: dict) -> None:

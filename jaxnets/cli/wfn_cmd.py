@@ -19,15 +19,17 @@ from jaxnets.cli.common import (
     CheckpointEveryOpt,
     DataOpt,
     DevicesOpt,
-    ModelArg,
     OutOpt,
     PrecisionOpt,
     SeedOpt,
     WeightsOpt,
+    data_of_dataset,
     load_config,
     resolve_options,
     run_options,
+    take_model,
 )
+from jaxnets.errors import JaxnetsError
 from jaxnets.methods.wfn.config import PROTOCOLS, WFNConfig, parse_deltas, protocol_settings
 
 if TYPE_CHECKING:
@@ -105,9 +107,11 @@ wfn_app = typer.Typer(help="Weight Fixing Networks: a whole-network codebook of 
 @run_options
 def run(
     ctx: typer.Context,
-    model: ModelArg,
+    model_arg: Annotated[str | None, typer.Argument(metavar="MODEL", help="Registered model name (see `jaxnets models`); same as --model.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The model (the original's spelling of MODEL).")] = None,
     weights: WeightsOpt = None,
     data: DataOpt = "digits",
+    dataset: Annotated[str | None, typer.Option("--dataset", help="The original's data set: cifar10 (with --data DIR: the CIFAR-10 python batches, cifar10-py:DIR) | imnet (imagefolder:DIR).")] = None,
     distance_allowed: Annotated[float, typer.Option("--distance-allowed", "--distance_allowed", parser=_deltas_flag, help="δ, the relative tolerance (≥ 0); several (0.01,0.0075 or 0.01 0.0075): one run each, in sub-folders delta_<δ>/.")] = DEFAULT.distance_allowed,
     percentages: Annotated[str, typer.Option("--percentages", help="Fractions fixed after each round, increasing, ending at 1.0 (e.g. 0.5,0.9,1.0 or 0.5 0.9 1.0).")] = ",".join(map(str, DEFAULT.percentages)),
     protocol: Annotated[str, typer.Option("--protocol", help=f"Training protocol: {' | '.join(PROTOCOLS)} (original-cifar: --augment, --val-split 5000, --bn-inc; flags given win).")] = "jaxnets",
@@ -142,18 +146,30 @@ def run(
 
     Example: jaxnets wfn run digits_cnn --data digits --pretrain-epochs 5 --percentages 0.5,0.9,1.0 --fixing-epochs 1 --lr 1e-3
     """
-    opts = resolve_options(ctx, with_protocol(ctx, dict(locals())), "wfn")
+    values = with_protocol(ctx, dict(locals()))
+    take_model(values)  # MODEL or --model, before --dry-run shows the options
+    values.pop("model_from_flag")
+    opts = resolve_options(ctx, values, "wfn")
     for key in ("config", "verbose", "quiet"):
         opts.pop(key, None)
     value = opts.pop("bn_inc_value")
     if value is not None:
         opts["bn_inc"] = bool(value)
+    dataset = opts.pop("dataset")
+    if dataset is not None:
+        if dataset.lower() not in DATASET_KINDS:
+            raise JaxnetsError(f"--dataset {dataset}: use one of {', '.join(DATASET_KINDS)}")
+        opts["data"] = data_of_dataset(dataset, DATASET_KINDS[dataset.lower()], opts["data"])
     for result in wfn_from_options(opts):  # one line per δ
         top5 = result.results["compressed_acc5"]
         print(f"{result.model.name}: WFN δ={result.results['distance_allowed']} → test top-1 "
               f"{100 * result.accuracy:.2f} %{f', top-5 {100 * top5:.2f} %' if top5 is not None else ''} "
               f"(baseline {100 * result.baseline_accuracy:.2f} %), {result.unique_values} unique values, "
               f"{result.results['compressed_entropy']:.3f} bits; run folder {result.run_dir}")
+
+
+# The original's --dataset names → jaxnets data kinds (its loaders: torchvision's CIFAR10, an ImageNet folder).
+DATASET_KINDS = {"cifar10": "cifar10-py", "imnet": "imagefolder", "imagenet": "imagefolder"}
 
 
 # Flags that are WFNConfig fields (the rest say where the model and data come from, or how to run).

@@ -178,3 +178,18 @@ def test_run_deltas_in_python_writes_nothing_without_a_run_dir(tmp_path, monkeyp
     assert results[0].results["orig_acc"] == results[1].results["orig_acc"]
     assert results[0].results["baseline"]["top5"] is not None
     assert not any(tmp_path.iterdir())  # no Results.csv in the working directory (the original's habit)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "digits_cnn", "--dataset", "cifar10"], "error: --dataset cifar10 needs --data DIR"),
+    (["--model", "digits_cnn", "--dataset", "imnet", "--data", "cifar10:/nowhere"],
+     "error: --dataset imnet and --data cifar10:/nowhere name different data sets"),
+    (["--model", "digits_cnn", "--dataset", "mnist", "--data", "/nowhere"], "error: --dataset mnist: use one of"),
+    (["lenet", "--model", "digits_cnn"], "error: got the model twice: 'lenet' and --model 'digits_cnn'"),
+])
+def test_original_model_and_dataset_flags_bad_input(args: list[str], message: str, tmp_path, capsys,
+                                                    monkeypatch) -> None:
+    """pre_trained_model_experiments.py's --model / --dataset: one error line, nothing written."""
+    code, _, err = run_cli(["wfn", "run", *args, "--out", tmp_path / "run"], capsys, monkeypatch)
+    assert code == 2 and err.strip().startswith(message), err
+    assert not (tmp_path / "run").exists()
