@@ -175,14 +175,19 @@ def drop_ignored_flags(opts: dict, flags: Mapping[str, str]) -> None:
             warn(message)
 
 
-def take_model(opts: dict) -> None:
-    """MODEL and --model are one setting (``opts["model"]``); both given must agree."""
-    positional, flag = opts.pop("model_arg", None), opts.get("model")
+def one_model(positional: str | None, flag: str | None, flag_text: str = "--model") -> str:
+    """The MODEL argument and an original script's model flag are one setting; both given must agree."""
     if positional and flag and positional != flag:
-        raise JaxnetsError(f"got the model twice: '{positional}' and --model '{flag}'")
+        raise JaxnetsError(f"got the model twice: '{positional}' and {flag_text} '{flag}'")
     if not (positional or flag):
-        raise JaxnetsError("give the model: MODEL or --model NAME (see `jaxnets models`)")
-    opts["model"] = positional or flag
+        raise JaxnetsError(f"give the model: MODEL or {flag_text} NAME (see `jaxnets models`)")
+    return positional or flag
+
+
+def take_model(opts: dict) -> None:
+    """MODEL (``opts["model_arg"]``) and ``--model`` into ``opts["model"]``."""
+    positional = opts.pop("model_arg", None)
+    opts["model"] = one_model(positional, opts.get("model"))
     opts["model_from_flag"] = positional is None
 
 

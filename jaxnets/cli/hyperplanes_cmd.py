@@ -30,6 +30,7 @@ from jaxnets.cli.common import (
     OutOpt,
     SeedOpt,
     drop_ignored_flags,
+    one_model,
     resolve_options,
     run_options,
 )
@@ -150,12 +151,7 @@ class ReinitCommand(OriginalFlagsCommand):
 
 def take_arch(opts: dict) -> None:
     """MODEL and the original's ``--arch`` are one setting; both given must agree."""
-    arch, model = opts.pop("arch", None), opts.get("model")
-    if arch and model and arch != model:
-        raise JaxnetsError(f"got the model twice: '{model}' and --arch '{arch}'")
-    if not (arch or model):
-        raise JaxnetsError("give the model: MODEL or --arch NAME (see `jaxnets models`)")
-    opts["model"] = model or arch
+    opts["model"] = one_model(opts.get("model"), opts.pop("arch", None), "--arch")
 
 
 def original_data(opts: dict, data_given: bool) -> str | None:

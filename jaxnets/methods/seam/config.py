@@ -185,6 +185,16 @@ class FinetuneConfig:
             raise ConfigError("prune_threshold", f"must be in (0, 1] (got {self.prune_threshold})")
 
 
+def _check_baseline(config: Any) -> None:
+    """The checks both indirect-reuse baselines share (one SGD over every layer)."""
+    _coerce(config, float, "lr", "momentum", "weight_decay", "dropout")
+    _coerce(config, int, "epochs", "early_stop", "batch_size", "seed")
+    _positive(config, "lr")
+    _check_sgd(config)
+    _at_least_one(config, "epochs", "batch_size")
+    _early_stop(config.early_stop)
+
+
 @dataclass(frozen=True)
 class StandardFinetuneConfig:
     """The standard fine-tuning baseline (``standard_finetune.py``): the pretrained model with a
@@ -202,12 +212,7 @@ class StandardFinetuneConfig:
     seed: int = 0  # shuffling, dropout, the new output layer's init
 
     def __post_init__(self) -> None:
-        _coerce(self, float, "lr", "momentum", "weight_decay", "dropout")
-        _coerce(self, int, "epochs", "early_stop", "batch_size", "seed")
-        _positive(self, "lr")
-        _check_sgd(self)
-        _at_least_one(self, "epochs", "batch_size")
-        _early_stop(self.early_stop)
+        _check_baseline(self)
 
 
 @dataclass(frozen=True)
@@ -226,12 +231,7 @@ class RetrainConfig:
     seed: int = 0  # initialisation, shuffling, dropout
 
     def __post_init__(self) -> None:
-        _coerce(self, float, "lr", "momentum", "weight_decay", "dropout")
-        _coerce(self, int, "epochs", "early_stop", "batch_size", "seed")
-        _positive(self, "lr")
-        _check_sgd(self)
-        _at_least_one(self, "epochs", "batch_size")
-        _early_stop(self.early_stop)
+        _check_baseline(self)
 
 
 @dataclass(frozen=True)
