@@ -204,3 +204,12 @@ def data_of_dataset(name: str, kind: str, data: str, aliases: Mapping[str, str] 
         raise JaxnetsError(f"--dataset {name} needs --data DIR (the original reads a fixed folder): "
                            f"the data set's folder, read as {kind}:DIR")
     return f"{kind}:{data}"
+
+
+def is_number(token: str) -> bool:
+    """A command-line token that is a number (``-8`` too: a value, not an option)."""
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True

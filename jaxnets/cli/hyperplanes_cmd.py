@@ -30,6 +30,7 @@ from jaxnets.cli.common import (
     OutOpt,
     SeedOpt,
     drop_ignored_flags,
+    is_number,
     one_model,
     resolve_options,
     run_options,
@@ -107,7 +108,8 @@ def rewrite_original_flags(args: list[str], bare: Mapping[str, Sequence[str]],
     """The original's value-less flags that jaxnets spells with a value (``--upscale`` → ``--upscale
     224``), and original valued flags that are jaxnets switches (``--plots DIR``), as jaxnets tokens.
 
-    A flag is value-less when no argument follows it or the next one is an option (``-…``).
+    A flag is value-less when no argument follows it or the next one is an option (``-…``, but not
+    a number such as ``-8``: a bad value is the option's own error).
     """
     out: list[str] = []
     for i, token in enumerate(args):
@@ -115,7 +117,7 @@ def rewrite_original_flags(args: list[str], bare: Mapping[str, Sequence[str]],
             out.extend(args[i:])
             break
         following = args[i + 1] if i + 1 < len(args) else None
-        has_value = following is not None and not following.startswith("-")
+        has_value = following is not None and (not following.startswith("-") or is_number(following))
         if token in bare and not has_value:
             out.extend(bare[token])
         elif valued and token in valued and has_value:

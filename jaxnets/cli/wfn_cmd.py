@@ -24,6 +24,7 @@ from jaxnets.cli.common import (
     SeedOpt,
     WeightsOpt,
     data_of_dataset,
+    is_number,
     load_config,
     resolve_options,
     run_options,
@@ -38,14 +39,6 @@ if TYPE_CHECKING:
 DEFAULT = WFNConfig()
 # The original's nargs="+" options: their space-separated values are joined into one.
 LIST_FLAGS = ("--percentages", "--distance-allowed", "--distance_allowed")
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def join_list_values(args: list[str], flags: Collection[str] = LIST_FLAGS) -> list[str]:
@@ -65,7 +58,7 @@ def join_list_values(args: list[str], flags: Collection[str] = LIST_FLAGS) -> li
             continue
         values = [value] if eq else [args[i]]  # the option's own value, whatever it is
         i += 0 if eq else 1
-        while i < len(args) and _is_number(args[i]):
+        while i < len(args) and is_number(args[i]):
             values.append(args[i])
             i += 1
         out.extend([name, ",".join(values)])
