@@ -20,7 +20,6 @@ step with ``mask_gradients=False``; the trainable mask reaches it as the extra a
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -55,10 +54,7 @@ class TrainState(flax.struct.PyTreeNode):
         """From a Flax module (or an ``apply`` function), its variables and an optax
         transformation. ``rng``: a typed key or raw key data; default ``key(seed)``."""
         apply_fn = model.apply if hasattr(model, "apply") else model
-        # The state owns its buffers: the train step donates it, and the caller's variables (a
-        # jaxnets.Model's, say) must survive the training (jax >= 0.12 deletes donated CPU arrays).
-        own = functools.partial(jax.tree_util.tree_map, lambda x: jnp.array(x, copy=True))
-        params = own(variables["params"])
+        params = variables["params"]
         if rng is None:
             rng = jax.random.key(seed)
         data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) \
@@ -67,7 +63,7 @@ class TrainState(flax.struct.PyTreeNode):
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            batch_stats=own(dict(variables.get("batch_stats", {}))),
+            batch_stats=dict(variables.get("batch_stats", {})),
             opt_state=tx.init(params),
             rng=data,
             extras=dict(extras or {}),

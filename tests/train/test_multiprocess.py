@@ -23,7 +23,11 @@ TIMEOUT_S = 240
 TRAIN = ["train", "digits_cnn", "--data", "digits", "--limit", "256", "--batch-size", "32",
          "--lr", "0.05", "--shuffle", "--snapshot-every", "1", "--devices", "2", "--seed", "3"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.multidevice]
+pytestmark = [pytest.mark.slow, pytest.mark.multidevice,
+              # On 2026-12-07 the pair hung (240 s timeout) three times in a row under jax 0.12.1 while it
+              # passes under jax 0.10.2; not yet understood (issue 19) — skipped there until it is.
+              pytest.mark.skipif(tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 12),
+                                 reason="the two-process pair hangs under jax >= 0.12 (issue 19, under investigation)")]
 
 
 def _free_port() -> int:
