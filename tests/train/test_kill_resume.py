@@ -4,31 +4,22 @@ to an uninterrupted run with the same seed."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from kill_harness import finish, kill_when_stalled, start
 
 SCRIPT = Path(__file__).with_name("kill_resume_script.py")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(run: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(run), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start(SCRIPT, run, *args)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 240) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return out
+    return finish(proc, timeout)
 
 
 @pytest.mark.slow
@@ -40,14 +31,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     # "30.orbax-checkpoint-tmp" folder that must be ignored, and step 25 (next batch 3).
     ref = _start(full)
     victim = _start(killed, "--stall-at", "33")
-    deadline = time.time() + 240
-    while not (killed / "stalled").exists():
-        assert victim.poll() is None, victim.communicate()[0][-3000:]
-        assert time.time() < deadline, "the run never reached the stall point"
-        time.sleep(0.2)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
-    assert victim.returncode == -signal.SIGKILL
+    kill_when_stalled(victim, killed / "stalled", timeout=240)
     assert not (killed / "final.npz").exists()
 
     unfinished = sorted(p.name for p in (killed / "checkpoints").iterdir() if "tmp" in p.name)

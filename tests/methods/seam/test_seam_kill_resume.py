@@ -6,18 +6,14 @@ selection numbers (seam_kill_script.py is the run)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from kill_harness import finish, kill_when_stalled, start
 
 SCRIPT = Path(__file__).with_name("seam_kill_script.py")
-ROOT = Path(__file__).resolve().parents[3]
 # The uninterrupted run's epochs (measured): best at 0, a tie at 1, the selected best-reset at 2,
 # then below the original's accuracy until the early stop after epoch 6. The kill lands in epoch 3,
 # so the resumed run needs the restored snapshot of epoch 2 and the restored selection numbers
@@ -26,16 +22,11 @@ EVENTS = ["best", "skip", "best-reset", "below", "below", "below", "below"]
 
 
 def _start(run: Path, weights: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(run), str(weights), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start(SCRIPT, run, weights, *args)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return out
+    return finish(proc, timeout)
 
 
 def _tree(path: Path) -> dict[str, np.ndarray]:
@@ -68,14 +59,7 @@ def test_seam_sigkill_inside_a_joint_epoch_then_resume_is_bit_identical(weights:
     # unfinished).
     ref = _start(full, weights)
     victim = _start(killed, weights, "--stall-at", "19")
-    deadline = time.time() + 300
-    while not (killed / "stalled").exists():
-        assert victim.poll() is None, victim.communicate()[0][-3000:]
-        assert time.time() < deadline, "the run never reached the stall point"
-        time.sleep(0.2)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
-    assert victim.returncode == -signal.SIGKILL
+    kill_when_stalled(victim, killed / "stalled", timeout=300)
     assert not (killed / "metrics.json").exists()
     steps = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
     assert steps and steps[-1] in (15, 18), steps

@@ -5,31 +5,22 @@ to an uninterrupted run: the round's fine-tuning runs in ``train.loop.fit``, whi
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from kill_harness import finish, kill_when_stalled, start
 
 SCRIPT = Path(__file__).with_name("wfn_kill_script.py")
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _start(run: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(run), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start(SCRIPT, run, *args)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 400) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return out
+    return finish(proc, timeout)
 
 
 def _params(run: Path) -> dict:
@@ -46,14 +37,7 @@ def test_wfn_sigkill_inside_a_round_then_resume_is_bit_identical(tmp_path):
     # write of 30 was unfinished) in checkpoints/round_01.
     ref = _start(full)
     victim = _start(killed, "--stall-at", "33")
-    deadline = time.time() + 400
-    while not (killed / "stalled").exists():
-        assert victim.poll() is None, victim.communicate()[0][-3000:]
-        assert time.time() < deadline, "the run never reached the stall point"
-        time.sleep(0.2)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
-    assert victim.returncode == -signal.SIGKILL
+    kill_when_stalled(victim, killed / "stalled", timeout=400)
     assert (killed / "rounds" / "round_00").is_dir() and not (killed / "rounds" / "round_01").exists()
     assert (killed / "checkpoints" / "round_01").is_dir()
 
