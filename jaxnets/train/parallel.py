@@ -117,6 +117,12 @@ def maybe_initialize_distributed(coordinator: str | None = None,
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
+    if jax.default_backend() == "cpu":
+        # Under jaxlib 0.12 an executable that process 0 loads from the persistent compilation
+        # cache never meets its peers' freshly compiled one in the gloo all-reduce: the pair hangs
+        # on the second run of the same command. CPU compiles take seconds, so multi-process CPU
+        # runs compile afresh (tests/train/test_multiprocess.py checks nothing was cached).
+        jax.config.update("jax_enable_compilation_cache", False)
     return True
 
 

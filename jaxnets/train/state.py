@@ -37,6 +37,14 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
+def _own(tree: Any) -> Any:
+    """A copy of the tree's device arrays, same placement and sharding. The train step donates the
+    state, and the caller's variables (a jaxnets.Model's, reused by the next method) must survive
+    it: jax >= 0.12 deletes donated CPU arrays. Host (numpy) leaves are never donated."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(x, may_alias=False) if isinstance(x, jax.Array) else x, tree)
+
+
 class TrainState(flax.struct.PyTreeNode):
     step: jax.Array
     params: Any
@@ -54,7 +62,7 @@ class TrainState(flax.struct.PyTreeNode):
         """From a Flax module (or an ``apply`` function), its variables and an optax
         transformation. ``rng``: a typed key or raw key data; default ``key(seed)``."""
         apply_fn = model.apply if hasattr(model, "apply") else model
-        params = variables["params"]
+        params = _own(variables["params"])
         if rng is None:
             rng = jax.random.key(seed)
         data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) \
@@ -63,7 +71,7 @@ class TrainState(flax.struct.PyTreeNode):
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            batch_stats=dict(variables.get("batch_stats", {})),
+            batch_stats=_own(dict(variables.get("batch_stats", {}))),
             opt_state=tx.init(params),
             rng=data,
             extras=dict(extras or {}),

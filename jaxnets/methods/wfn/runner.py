@@ -289,9 +289,7 @@ def run(model: Model, data: Data, config: WFNConfig | None = None, run_dir: str 
                 shutil.rmtree(later)
         info(f"resuming after round {resume_t} (p = {percentages[resume_t]})")
     else:
-        # a host copy: the rounds' train steps donate their state, and the caller's Model (the
-        # next δ of run_deltas, a notebook's next method) must keep its arrays (jax 0.12 deletes them)
-        variables = dict(jax.tree_util.tree_map(np.array, jax.device_get(model.variables)))
+        variables = dict(model.variables)
         if int(o.pretrain_epochs) > 0:
             variables = _pretrain(module, variables, spec, train_src, o, (mean, std), mesh)
         layout = Layout.for_model(spec, module, variables, bn_inc=bool(o.bn_inc))
