@@ -6,6 +6,8 @@
   needs to be reproducible;
 - :func:`measure` — warm-up, then the median of N timed repeats of a step that is synchronised
   (``block_until_ready`` / a host fetch) at the end of every repeat;
+- :class:`JsonWorker`, :class:`RemoteSide`, :func:`serve_requests` — a side in another process
+  (a Python with torch; jax under other XLA flags), its repeats interleaved with this one's;
 - :func:`markdown_table`, :func:`append_section`, :func:`append_table` and
   :func:`append_method_table` — write dated sections to ``docs/benchmarks-history.md``.
 
@@ -18,6 +20,7 @@ import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import os
 import platform
@@ -464,6 +467,83 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t
+
+
+# --------------------------------------------------------------------------- worker processes
+
+ANSWER = "BENCH "  # prefix of a worker's answer lines (anything else is a library's chatter)
+
+
+class JsonWorker:
+    """A benchmark side in another process (another Python, or other XLA flags): one JSON
+    request per line on its stdin, one ``BENCH {json}`` answer per line on its stdout (see
+    :func:`serve_requests`). Its repeats interleave with this process' ones through
+    :class:`RemoteSide`, so a measurement stays A/B across processes."""
+
+    label = "worker"
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=dict(env or os.environ), cwd=ROOT)
+        self.versions: dict[str, str] = self.ask("versions")["versions"]
+
+    def ask(self, op: str, **fields: Any) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(ANSWER):
+                answer = json.loads(line[len(ANSWER):])
+                if "error" in answer:
+                    raise RuntimeError(f"{self.label}: {answer['error']}")
+                return answer
+        raise RuntimeError(f"{self.label} exited (code {self.process.wait()}) during {op!r}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(RuntimeError):  # it may have died already
+                self.ask("quit")
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class RemoteSide(Side):
+    """A side that lives in a :class:`JsonWorker`; ``fields`` name it there (mode, variant)."""
+
+    def __init__(self, worker: JsonWorker, name: str, **fields: Any) -> None:
+        self.worker, self.name, self.fields = worker, name, fields
+
+    def warmup(self, steps: int) -> float:
+        return self.worker.ask("warmup", steps=steps, **self.fields)["last"]
+
+    def repeat(self, steps: int) -> tuple[float, float | None]:
+        answer = self.worker.ask("repeat", steps=steps, **self.fields)
+        return answer["seconds"], answer["other"]
+
+
+def serve_requests(handle: Callable[[str, dict], dict]) -> int:
+    """A worker's loop: ``quit`` and ``versions`` here, every other request to
+    ``handle(op, fields) -> answer``; an exception goes back to the parent as its error."""
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        try:
+            if op == "quit":
+                answer: dict = {"ok": True}
+            elif op == "versions":
+                answer = {"versions": library_versions()}
+            else:
+                answer = handle(op, request)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(ANSWER + json.dumps(answer) + "\n")
+        sys.stdout.flush()
+        if op == "quit":
+            break
+    return 0
 
 
 # --------------------------------------------------------------------------- markdown

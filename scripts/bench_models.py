@@ -20,6 +20,9 @@ same thread count (CPU affinity pinned to T CPUs before either library is import
   interleaved (A/B); a repeat runs enough steps back to back to last ``--min-time`` seconds and
   synchronises once at its end (``jax.block_until_ready``). jaxnets' compile time (trace +
   lower + XLA compile, no persistent cache) is reported separately, outside every repeat.
+- ``--onednn-ab`` (jaxlib ≥ 0.12 on x86): XLA reads its flags once per process, so jaxnets on
+  plain XLA (the oneDNN convolution flags off) runs in a worker process of this script, on the
+  same weights and batch, timed as one more interleaved side.
 - ``--device gpu``: jax's GPU backend vs PyTorch on CUDA (``scripts/bench_gpu.sh``).
 
 Usage::
@@ -28,6 +31,7 @@ Usage::
     python scripts/bench_models.py --all --record       # + vgg16_bn_cifar, densenet121 → docs
     python scripts/bench_models.py --models resnet20 --threads 1 --repeats 7
     python scripts/bench_models.py --models resnet20 --quick   # smoke run (1 step, 1 repeat)
+    python scripts/bench_models.py --all --onednn-ab    # + jaxnets on plain XLA (jaxlib >= 0.12)
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ LR, MOMENTUM, WEIGHT_DECAY = bench_torch.LR, bench_torch.MOMENTUM, bench_torch.W
 # The Python of the main test leg (torch installed): the PyTorch worker where torch is missing.
 DEFAULT_TORCH_PYTHON = bc.ROOT / ".venv" / "bin" / "python"
 PARITY_LIMIT = 1e-4  # max |Δ logits| in fp32 at the highest matmul precision
+PLAIN = "jaxnets:plain"  # the side name of jaxnets on plain XLA (--onednn-ab)
 
 
 # --------------------------------------------------------------------------- one model
@@ -77,6 +82,15 @@ class Row:
     jax_other: float | None = None  # cores other processes used while each side was timed
     torch_other: float | None = None  # the most any PyTorch variant saw
     flops_per_item: float | None = None  # XLA's cost analysis of the jaxnets step, per image
+    # --onednn-ab: the same step in a worker process on plain XLA (the oneDNN flags off)
+    jax_plain_rate: float | None = None
+    jax_plain_spread: float | None = None
+    jax_plain_other: float | None = None
+
+    @property
+    def onednn_gain(self) -> float | None:
+        """jaxnets with the oneDNN flags over jaxnets on plain XLA (> 1: the flags help)."""
+        return self.jax_rate / self.jax_plain_rate if self.jax_plain_rate else None
 
     @property
     def torch_best(self) -> str | None:
@@ -127,30 +141,198 @@ def torch_side(args: argparse.Namespace, folder: Path) -> Any:
     return bench_torch.TorchWorker(python, args.threads_in_force, folder)
 
 
-def bench_model(name: str, batch: int, args: argparse.Namespace,
-                worker: Any) -> tuple[list[Row], dict]:
-    """``worker``: "local", a :class:`bench_torch.TorchWorker`, or None (jaxnets only)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-    from jaxnets.converters.convert import state_dict_to_variables
+class JaxBench:
+    """The jaxnets side of one model: its jitted eval and train steps on one fixed batch.
 
-    from jaxnets.models.api import abstract_variables, init_variables
+    ``state_dict``: the PyTorch reference's initial weights (numpy), converted strictly so both
+    sides hold the same weights; None = the registry's own init with ``seed``."""
+
+    def __init__(self, name: str, images: Any, labels: Any, state_dict: dict[str, Any] | None, *,
+                 seed: int = 0, precision: str = "fp32") -> None:
+        import jax
+        import jax.numpy as jnp
+        from jaxnets.converters.convert import state_dict_to_variables
+
+        from jaxnets.models.api import abstract_variables, init_variables
+        from jaxnets.models.registry import NORMALIZATIONS, get_spec
+
+        self.spec = get_spec(name)
+        self.module = self.spec.create()
+        self.normalize = NORMALIZATIONS[self.spec.normalization]
+        self.seed, self.precision = seed, precision
+        if state_dict is not None:
+            variables = state_dict_to_variables(state_dict, abstract_variables(self.spec, self.module),
+                                                self.spec.keymap, model_name=self.spec.name)
+            self.variables = jax.tree_util.tree_map(jnp.asarray, variables)
+        else:
+            self.variables = init_variables(self.spec, self.module, seed=seed)
+        self.images, self.labels = jnp.asarray(images), jnp.asarray(labels)
+        self.batch = int(self.labels.shape[0])
+        self._live: dict[str, Any] = {}  # mode → what its side needs (compiled step, state)
+
+    def parity_logits(self) -> Any:
+        """Eval logits in fp32 at the highest matmul precision (compared with PyTorch's)."""
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from jaxnets.train.steps import make_eval_step
+
+        with jax.default_matmul_precision("highest"):
+            exact = make_eval_step(self.module, normalize=self.normalize, precision="fp32")
+            out = exact(self.variables, self.images, self.labels, jnp.ones((self.batch,), jnp.int32),
+                        None)
+            return np.asarray(out["logits"])
+
+    def prepare(self, mode: str, name: str = "jaxnets") -> tuple[bc.LocalSide, float, float | None]:
+        """Compile ``mode``'s step (timed: trace + lower + XLA compile, no persistent cache);
+        returns its side, the compile seconds and XLA's FLOPs per image."""
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        from jaxnets.train.state import TrainState
+        from jaxnets.train.steps import make_eval_step, make_train_step
+
+        images, labels = self.images, self.labels
+        if mode == "eval":
+            valid = jnp.ones((self.batch,), jnp.int32)
+            step = make_eval_step(self.module, normalize=self.normalize, precision=self.precision)
+            args: tuple = (self.variables, images, labels, valid, None)
+            lowered = step.jitted.lower(*args)
+            compiled, compile_s = bc.timed(lambda: step.jitted.lower(*args).compile())
+            self._live[mode] = compiled
+
+            def run() -> Any:
+                return compiled(*args)["logits"]
+
+            side = bc.LocalSide(name, run, jax.block_until_ready)
+            return side, compile_s, step_flops(lowered, self.batch)
+        tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),  # PyTorch's coupled decay
+                         optax.sgd(LR, momentum=MOMENTUM))
+        step = make_train_step(self.module, normalize=self.normalize, donate=True,
+                               precision=self.precision)
+        mask = jnp.ones((self.batch,), bool)
+        holder = {"state": TrainState.create(self.module, self.variables, tx, seed=self.seed)}
+        lowered = step.jitted.lower(holder["state"], images, labels, mask, None)
+        compiled, compile_s = bc.timed(
+            lambda: step.jitted.lower(holder["state"], images, labels, mask, None).compile())
+
+        def train() -> Any:
+            holder["state"], metrics = compiled(holder["state"], images, labels, mask, None)
+            return metrics
+
+        self._live[mode] = train
+        side = bc.LocalSide(name, train, lambda m: jax.block_until_ready((m, holder["state"])))
+        return side, compile_s, step_flops(lowered, self.batch)
+
+    def final_loss(self) -> float:
+        """The loss of one more train step after the timed ones (the batch is memorised)."""
+        return float(self._live["train"]()["loss"])
+
+    def release(self, mode: str) -> None:
+        """Drop a mode's compiled step and state before the next one is timed."""
+        self._live.pop(mode, None)
+
+
+class JaxWorker(bc.JsonWorker):
+    """This script as a jaxnets-only worker under other XLA flags (``--onednn-ab``: the oneDNN
+    flags off), pinned to the same threads; its repeats interleave with this process' ones."""
+
+    label = "jaxnets worker"
+
+    def __init__(self, threads: int, folder: Path, env: dict[str, str]) -> None:
+        self.folder = folder
+        super().__init__([sys.executable, str(Path(__file__).resolve()), "--jax-worker",
+                          "--threads", str(threads)], env=env)
+        self.xla_flags = self.ask("xla_flags")["xla_flags"]
+
+    def setup(self, name: str, images: Any, labels: Any, state_dict: dict[str, Any] | None, *,
+              seed: int, precision: str) -> None:
+        import numpy as np
+
+        batch, weights = self.folder / "jax_batch.npz", self.folder / "jax_weights.npz"
+        np.savez(batch, images=np.asarray(images), labels=np.asarray(labels))
+        if state_dict is not None:
+            np.savez(weights, **state_dict)
+        self.ask("setup", name=name, batch=str(batch),
+                 weights=str(weights) if state_dict is not None else None, seed=seed,
+                 precision=precision)
+
+    def side(self, mode: str, name: str) -> bc.RemoteSide:
+        return bc.RemoteSide(self, name, mode=mode)
+
+
+def without_onednn(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` for a process on plain XLA: JAXNETS_ONEDNN=0 and the oneDNN flags removed."""
+    from jaxnets.runtime import ONEDNN_XLA_FLAGS
+
+    names = {flag.split("=", 1)[0] for flag in ONEDNN_XLA_FLAGS}
+    flags = [f for f in environ.get("XLA_FLAGS", "").split() if f.split("=", 1)[0] not in names]
+    return {**environ, "JAXNETS_ONEDNN": "0", "XLA_FLAGS": " ".join(flags)}
+
+
+def _serve_jax(threads: int) -> int:
+    """The ``--jax-worker`` loop: a :class:`JaxBench` per ``setup``, its steps timed on request."""
+    import numpy as np
+
+    bench: JaxBench | None = None
+    sides: dict[str, bc.LocalSide] = {}
+
+    def handle(op: str, request: dict) -> dict:
+        nonlocal bench
+        if op == "xla_flags":
+            return {"xla_flags": os.environ.get("XLA_FLAGS", "")}
+        if op == "setup":
+            with np.load(request["batch"]) as data:
+                images, labels = data["images"], data["labels"]
+            state_dict = None
+            if request["weights"]:
+                with np.load(request["weights"]) as data:
+                    state_dict = {k: data[k].copy() for k in data.files}
+            bench = JaxBench(request["name"], images, labels, state_dict, seed=request["seed"],
+                             precision=request["precision"])
+            sides.clear()
+            return {"ok": True}
+        if bench is None:
+            raise RuntimeError(f"{op!r} before 'setup'")
+        mode = request.get("mode", "train")
+        if op in ("warmup", "repeat"):
+            if mode not in sides:
+                sides[mode] = bench.prepare(mode)[0]
+            if op == "warmup":
+                return {"last": sides[mode].warmup(request["steps"])}
+            seconds, other = sides[mode].repeat(request["steps"])
+            return {"seconds": seconds, "other": other}
+        if op == "final_loss":
+            return {"loss": bench.final_loss()}
+        if op == "release":
+            sides.pop(mode, None)
+            bench.release(mode)
+            return {"ok": True}
+        raise RuntimeError(f"unknown request {op!r}")
+
+    return bc.serve_requests(handle)
+
+
+def bench_model(name: str, batch: int, args: argparse.Namespace, worker: Any,
+                plain: JaxWorker | None = None) -> tuple[list[Row], dict]:
+    """``worker``: "local", a :class:`bench_torch.TorchWorker`, or None (jaxnets only);
+    ``plain``: a :class:`JaxWorker` on plain XLA, timed as a fourth side (``--onednn-ab``)."""
+    import numpy as np
+
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
-    from jaxnets.train.state import TrainState
-    from jaxnets.train.steps import make_eval_step, make_train_step
 
     spec = get_spec(name)
-    module = spec.create()
     size = args.image_size or spec.input_size
     mean, std = NORMALIZATIONS[spec.normalization]
     rng = np.random.default_rng(args.seed)
     images_np = rng.integers(0, 256, (batch, size, size, spec.in_channels), dtype=np.uint8)
     labels_np = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
 
-    # Same weights on both sides: the PyTorch reference's random init, converted strictly.
+    # Same weights on every side: the PyTorch reference's random init, converted strictly.
     ref: Any = None
+    state_dict = None
     if worker == "local":
         ref = bench_torch.TorchBench(spec.name, images_np, labels_np, mean=mean, std=std,
                                      seed=args.seed, precision=args.precision, device=args.device)
@@ -159,14 +341,11 @@ def bench_model(name: str, batch: int, args: argparse.Namespace,
         ref = worker
         state_dict = worker.setup(spec.name, images_np, labels_np, mean=mean, std=std,
                                   seed=args.seed, precision=args.precision, device=args.device)
-    if ref is not None:
-        variables = state_dict_to_variables(state_dict, abstract_variables(spec, module),
-                                            spec.keymap, model_name=spec.name)
-        variables = jax.tree_util.tree_map(jnp.asarray, variables)
-    else:
-        variables = init_variables(spec, module, seed=args.seed)
-    images, labels = jnp.asarray(images_np), jnp.asarray(labels_np)
-    valid = jnp.ones((batch,), jnp.int32)
+    jax_bench = JaxBench(spec.name, images_np, labels_np, state_dict, seed=args.seed,
+                         precision=args.precision)
+    if plain is not None:
+        plain.setup(spec.name, images_np, labels_np, state_dict, seed=args.seed,
+                    precision=args.precision)
 
     timing = dict(repeats=args.repeats, warmup=args.warmup, steps=args.steps,
                   min_time=args.min_time, items=batch, max_other=args.max_other_load,
@@ -179,57 +358,35 @@ def bench_model(name: str, batch: int, args: argparse.Namespace,
         jt = timings["jaxnets"]
         tts = {v: timings[f"torch:{v}"] for v in variants}
         others = [t.other_load for t in tts.values() if t.other_load is not None]
+        pt = timings.get(PLAIN)
         return Row(spec.name, size, batch, mode, jt.median_rate, jt.spread,
                    {v: t.median_rate for v, t in tts.items()}, {v: t.spread for v, t in tts.items()},
                    compile_s, jt.steps, {v: t.steps for v, t in tts.items()}, jt.other_load,
-                   max(others) if others else None, flops)
+                   max(others) if others else None, flops,
+                   pt.median_rate if pt else None, pt.spread if pt else None,
+                   pt.other_load if pt else None)
 
     if ref is not None:
         # Parity: fp32 logits at the highest matmul precision (no TF32 / bf16 passes) on both sides.
-        with jax.default_matmul_precision("highest"):
-            exact = make_eval_step(module, normalize=(mean, std), precision="fp32")
-            jax_logits = np.asarray(exact(variables, images, labels, valid, None)["logits"])
-        info["eval_max_abs_logit_diff"] = float(np.max(np.abs(jax_logits - ref.parity_logits())))
+        diff = np.abs(jax_bench.parity_logits() - ref.parity_logits())
+        info["eval_max_abs_logit_diff"] = float(np.max(diff))
 
-    if "eval" in args.modes:
-        eval_step = make_eval_step(module, normalize=(mean, std), precision=args.precision)
-        lowered = eval_step.jitted.lower(variables, images, labels, valid, None)
-        compiled, compile_s = bc.timed(
-            lambda: eval_step.jitted.lower(variables, images, labels, valid, None).compile())
-
-        def jax_eval() -> Any:
-            return compiled(variables, images, labels, valid, None)["logits"]
-
-        sides = [bc.LocalSide("jaxnets", jax_eval, jax.block_until_ready)]
-        sides += [ref.side("eval", v) for v in variants]
-        rows.append(row("eval", bc.measure_interleaved(sides, **timing), compile_s,
-                        step_flops(lowered, batch)))
-        del compiled
-
-    if "train" in args.modes:
-        tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),  # PyTorch's coupled decay
-                         optax.sgd(LR, momentum=MOMENTUM))
-        train_step = make_train_step(module, normalize=(mean, std), donate=True,
-                                     precision=args.precision)
-        mask = jnp.ones((batch,), bool)
-        holder = {"state": TrainState.create(module, variables, tx, seed=args.seed)}
-        lowered = train_step.jitted.lower(holder["state"], images, labels, mask, None)
-        compiled, compile_s = bc.timed(
-            lambda: train_step.jitted.lower(holder["state"], images, labels, mask, None).compile())
-
-        def jax_train() -> Any:
-            holder["state"], metrics = compiled(holder["state"], images, labels, mask, None)
-            return metrics
-
-        sides = [bc.LocalSide("jaxnets", jax_train,
-                              lambda m: jax.block_until_ready((m, holder["state"])))]
-        sides += [ref.side("train", v) for v in variants]
-        rows.append(row("train", bc.measure_interleaved(sides, **timing), compile_s,
-                        step_flops(lowered, batch)))
-        info["jax_final_loss"] = float(jax_train()["loss"])
-        if variants:
-            info["torch_final_loss"] = ref.final_loss(variants[0])
-        del compiled, holder
+    for mode in [m for m in ("eval", "train") if m in args.modes]:
+        side, compile_s, flops = jax_bench.prepare(mode)
+        sides: list[bc.Side] = [side]
+        if plain is not None:
+            sides.append(plain.side(mode, PLAIN))
+        sides += [ref.side(mode, v) for v in variants]
+        rows.append(row(mode, bc.measure_interleaved(sides, **timing), compile_s, flops))
+        if mode == "train":
+            info["jax_final_loss"] = jax_bench.final_loss()
+            if plain is not None:
+                info["jax_plain_final_loss"] = plain.ask("final_loss")["loss"]
+            if variants:
+                info["torch_final_loss"] = ref.final_loss(variants[0])
+        jax_bench.release(mode)
+        if plain is not None:
+            plain.ask("release", mode=mode)
     return rows, info
 
 
@@ -239,12 +396,15 @@ VARIANT_TITLES = {"eager": "PyTorch img/s", "channels_last": "PyTorch channels_l
                   "compile": "PyTorch compile img/s"}
 
 
-def headers(variants: Sequence[str]) -> tuple[list[str], list[str]]:
-    names = ["model", "input", "batch", "step", "jaxnets img/s",
+def headers(variants: Sequence[str], ab: bool = False) -> tuple[list[str], list[str]]:
+    jax_cols = ["jaxnets oneDNN img/s", "jaxnets plain XLA img/s", "oneDNN / plain"] if ab \
+        else ["jaxnets img/s"]
+    names = ["model", "input", "batch", "step", *jax_cols,
              *[VARIANT_TITLES[v] for v in variants], "jaxnets / fastest PyTorch", "GFLOP/img",
              "% of peak (jax, torch)", "jaxnets compile s", "steps/repeat (jax, torch)",
              "other procs, cores (jax, torch)"]
-    align = ["l", "r", "r", "l", "r", *["r"] * len(variants), "r", "r", "r", "r", "r", "r"]
+    align = ["l", "r", "r", "l", *["r"] * len(jax_cols), *["r"] * len(variants), "r", "r", "r",
+             "r", "r", "r"]
     return names, align
 
 
@@ -257,14 +417,18 @@ def _percent(x: float | None) -> str:
 
 
 def table_rows(rows: Sequence[Row], variants: Sequence[str],
-               peak: float | None = None) -> list[list[str]]:
+               peak: float | None = None, ab: bool = False) -> list[list[str]]:
     out = []
     for r in rows:
+        jax_cells = [bc.fmt_rate(r.jax_rate, r.jax_spread)]
+        if ab:
+            jax_cells += [bc.fmt_rate(r.jax_plain_rate, r.jax_plain_spread),
+                          bc.fmt_ratio(r.onednn_gain)]
         ratio = bc.fmt_ratio(r.ratio)
         if r.torch_best and len(variants) > 1:
             ratio += f" ({r.torch_best})"
         steps = ", ".join(str(r.torch_steps[v]) for v in variants) or "—"
-        out.append([r.model, f"{r.size} px", str(r.batch), r.mode, bc.fmt_rate(r.jax_rate, r.jax_spread),
+        out.append([r.model, f"{r.size} px", str(r.batch), r.mode, *jax_cells,
                     *[bc.fmt_rate(r.torch_rates.get(v), r.torch_spreads.get(v)) for v in variants],
                     ratio, "—" if r.flops_per_item is None else f"{r.flops_per_item / 1e9:.3g}",
                     f"{_percent(r.peak_fraction(r.jax_rate, peak))}, "
@@ -293,6 +457,13 @@ def notes(args: argparse.Namespace, infos: Sequence[dict], torch_where: str) -> 
         "same FLOPs for PyTorch); % of peak: FLOPs × img/s over the machine's GEMM peak at this "
         "precision (the better of jax's and PyTorch's n=2048 matmul, see the header).",
     ]
+    if args.onednn_ab:
+        out.append("oneDNN A/B (`--onednn-ab`): the jaxnets step timed twice, in this process with "
+                   "the oneDNN convolution flags (`jaxnets.runtime.ONEDNN_XLA_FLAGS`, the default on "
+                   "jaxlib ≥ 0.12 on x86) and in a worker process on plain XLA (`JAXNETS_ONEDNN=0`), "
+                   "same weights, batch and threads; its repeats interleave with the others (jaxnets, "
+                   "plain XLA, each PyTorch variant, round after round). 'oneDNN / plain' > 1: the "
+                   "flags help. The ratio to PyTorch is the oneDNN (default) side's.")
     if args.precision == "bf16":
         out.append("bf16: jaxnets `precision='bf16'` (bf16 compute, fp32 parameters and BN "
                    f"statistics) vs PyTorch `torch.autocast('{'cuda' if args.device == 'gpu' else 'cpu'}', "
@@ -305,6 +476,8 @@ def notes(args: argparse.Namespace, infos: Sequence[dict], torch_where: str) -> 
                          "highest matmul precision")
         if "jax_final_loss" in info:
             loss = f"train loss after the timed steps (one batch, memorised) jaxnets {info['jax_final_loss']:.3f}"
+            if "jax_plain_final_loss" in info:
+                loss += f" (plain XLA {info['jax_plain_final_loss']:.3f})"
             if "torch_final_loss" in info:
                 loss += f" / PyTorch {info['torch_final_loss']:.3f}"
             parts.append(loss)
@@ -362,6 +535,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--retries", type=int, default=2, help="re-measurements on a busy machine")
     p.add_argument("--retry-wait", type=float, default=20.0, help="seconds before re-measuring")
     p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS (recorded)")
+    p.add_argument("--onednn-ab", action="store_true",
+                   help="also time jaxnets on plain XLA (oneDNN flags off) in a worker process, "
+                        "interleaved with the default side (jaxlib >= 0.12 on x86)")
+    p.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)  # --onednn-ab's side
     p.add_argument("--no-torch", action="store_true", help="time jaxnets only")
     p.add_argument("--torch-variants", default=",".join(bench_torch.VARIANTS),
                    help="PyTorch forms to time: eager, channels_last, compile (default: all)")
@@ -409,6 +586,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.jax_worker:
+        threads = bc.pin_threads(args.threads)  # before jax is imported
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        return _serve_jax(threads)
     load_before = bc.load_average()
     # Threads and XLA flags must be settled before jax or torch is imported.
     threads = args.threads_in_force = bc.pin_threads(args.threads)
@@ -421,6 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxnets.runtime import configure_xla_flags
 
     configure_xla_flags()  # what the CLI runs with (oneDNN convolutions on jaxlib >= 0.12, x86)
+    if args.onednn_ab:
+        from jaxnets.runtime import ONEDNN_XLA_FLAGS, onednn_supported
+
+        in_force = os.environ.get("XLA_FLAGS", "")
+        if args.device != "cpu" or not onednn_supported() or \
+                not all(flag in in_force for flag in ONEDNN_XLA_FLAGS):
+            raise SystemExit("--onednn-ab needs the CPU, jaxlib >= 0.12 on x86 and the oneDNN "
+                             f"flags in force (XLA_FLAGS={in_force!r}; JAXNETS_ONEDNN unset)")
     bc.set_torch_threads(threads)
     epoch_devices = [int(d) for d in args.epoch_devices.split(",") if d.strip()]
     if args.epoch_data and max(epoch_devices) > 1:
@@ -439,6 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     infos: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench_models-") as scratch:
         worker = torch_side(args, Path(scratch)) if names else None
+        plain = JaxWorker(threads, Path(scratch), without_onednn(dict(os.environ))) \
+            if names and args.onednn_ab else None
         torch_where = ("in this process" if worker == "local" else
                        f"worker process, {worker.versions.get('python')} with torch "
                        f"{worker.versions.get('torch')}" if worker is not None else "not run")
@@ -449,10 +640,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     or DEFAULT_BATCH.get(spec.input_size, 32)
                 print(f"… {spec.name}: {args.image_size or spec.input_size} px, batch {batch}, "
                       f"{threads} thread(s), {args.device}", file=sys.stderr, flush=True)
-                model_rows, info = bench_model(spec.name, batch, args, worker)
+                model_rows, info = bench_model(spec.name, batch, args, worker, plain)
                 gc.collect()  # the previous model's buffers go before the next one is timed
                 for r in model_rows:
-                    print(f"  {r.mode}: jaxnets {r.jax_rate:,.1f} img/s, PyTorch "
+                    plain_rate = f" (plain XLA {r.jax_plain_rate:,.1f})" if r.jax_plain_rate else ""
+                    print(f"  {r.mode}: jaxnets {r.jax_rate:,.1f} img/s{plain_rate}, PyTorch "
                           + ", ".join(f"{v} {x:,.1f}" for v, x in r.torch_rates.items()),
                           file=sys.stderr, flush=True)
                 rows += model_rows
@@ -460,6 +652,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if isinstance(worker, bench_torch.TorchWorker):
                 worker.close()
+            if plain is not None:
+                plain_flags = plain.xla_flags
+                plain.close()
 
     epoch_rows = []
     if args.epoch_data:
@@ -498,13 +693,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["GPU"] = bc.gpu_info()
     if rows and not args.no_torch:
         extra["PyTorch side"] = torch_where
+    if rows and args.onednn_ab:
+        extra["jaxnets plain-XLA side"] = ("worker process, JAXNETS_ONEDNN=0, "
+                                           f"XLA_FLAGS={plain_flags or '(unset)'}")
     if args.note:
         extra["Note"] = args.note
     header = bc.header_lines(threads, load_before=load_before, load_after=load_after,
                              extra=extra)
     variants = [] if args.no_torch else args.torch_variants
-    names_, align = headers(variants)
-    body = bc.markdown_table(names_, table_rows(rows, variants, peak), align) if rows else ""
+    names_, align = headers(variants, args.onednn_ab)
+    body = bc.markdown_table(names_, table_rows(rows, variants, peak, args.onednn_ab),
+                             align) if rows else ""
     note_lines = notes(args, infos, torch_where) if rows else []
     if epoch_rows:
         import bench_epoch
@@ -525,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(
             {"rows": [asdict(r) | {"ratio": r.ratio, "torch_rate": r.torch_rate,
                                    "torch_best": r.torch_best} for r in rows],
-             "checks": infos, "threads": threads, "gemm_peak_gflops": peak,
+             "onednn_ab": args.onednn_ab, "checks": infos, "threads": threads, "gemm_peak_gflops": peak,
              "machine": bc.machine_info(), "versions": bc.library_versions(),
              "torch_side": torch_where}, indent=2) + "\n")
     if args.record:

@@ -16,18 +16,15 @@ venv), this file runs as a **worker process** under another Python that has torc
 reference with the same seed and writes its ``state_dict`` there (jaxnets converts it, so both
 sides hold the same weights), and then answers timing requests one repeat at a time, so the
 two processes' repeats interleave (A/B) exactly as in-process ones do. Protocol: one JSON
-request per line on stdin, one answer per line on stdout prefixed with ``BENCH ``.
+request per line on stdin, one answer per line on stdout prefixed with ``BENCH `` (``bench_common.JsonWorker``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import json
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +35,6 @@ import bench_common as bc  # also puts the package and tests/reference on sys.pa
 
 VARIANTS = ("eager", "channels_last", "compile")
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
-ANSWER = "BENCH "
 
 
 def torch_reference(name: str) -> Any:
@@ -181,44 +177,17 @@ class TorchBench:
 # --------------------------------------------------------------------------- worker process
 
 
-class RemoteSide(bc.Side):
-    """One variant of a :class:`TorchBench` living in a :class:`TorchWorker` process."""
-
-    def __init__(self, worker: TorchWorker, mode: str, variant: str) -> None:
-        self.worker, self.mode, self.variant = worker, mode, variant
-        self.name = f"torch:{variant}"
-
-    def warmup(self, steps: int) -> float:
-        return self.worker.ask("warmup", mode=self.mode, variant=self.variant, steps=steps)["last"]
-
-    def repeat(self, steps: int) -> tuple[float, float | None]:
-        answer = self.worker.ask("repeat", mode=self.mode, variant=self.variant, steps=steps)
-        return answer["seconds"], answer["other"]
-
-
-class TorchWorker:
+class TorchWorker(bc.JsonWorker):
     """This file run as a worker under ``python`` (an interpreter with torch), pinned to the
-    same number of threads; requests and answers as JSON lines."""
+    same number of threads; requests and answers as JSON lines (``bc.serve_requests``)."""
+
+    label = "PyTorch worker"
 
     def __init__(self, python: str, threads: int, folder: Path) -> None:
         self.folder = folder
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(bc.ROOT), str(bc.ROOT / "tests")])}
-        self.process = subprocess.Popen(
-            [python, str(Path(__file__).resolve()), "--worker", "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=bc.ROOT)
-        self.versions: dict[str, str] = self.ask("versions")["versions"]
-
-    def ask(self, op: str, **fields: Any) -> dict:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-        self.process.stdin.flush()
-        for line in self.process.stdout:
-            if line.startswith(ANSWER):  # anything else is a library's chatter
-                answer = json.loads(line[len(ANSWER):])
-                if "error" in answer:
-                    raise RuntimeError(f"PyTorch worker: {answer['error']}")
-                return answer
-        raise RuntimeError(f"PyTorch worker exited (code {self.process.wait()}) during {op!r}")
+        super().__init__([python, str(Path(__file__).resolve()), "--worker", "--threads",
+                          str(threads)], env=env)
 
     def setup(self, name: str, images: Any, labels: Any, *, mean: Sequence[float],
               std: Sequence[float], seed: int, precision: str, device: str) -> dict[str, Any]:
@@ -232,8 +201,8 @@ class TorchWorker:
         with np.load(weights) as data:
             return {k: data[k].copy() for k in data.files}
 
-    def side(self, mode: str, variant: str) -> RemoteSide:
-        return RemoteSide(self, mode, variant)
+    def side(self, mode: str, variant: str) -> bc.RemoteSide:
+        return bc.RemoteSide(self, f"torch:{variant}", mode=mode, variant=variant)
 
     def parity_logits(self) -> Any:
         import numpy as np
@@ -245,68 +214,44 @@ class TorchWorker:
     def final_loss(self, variant: str) -> float:
         return self.ask("final_loss", variant=variant)["loss"]
 
-    def close(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(RuntimeError):  # it may have died already
-                self.ask("quit")
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 def _serve(threads: int) -> int:
-    """The worker's loop: one request per stdin line, one ``BENCH {json}`` line per answer."""
+    """The worker: a :class:`TorchBench` per ``setup``, its sides timed on request."""
     import numpy as np
 
     bc.set_torch_threads(threads)
     bench: TorchBench | None = None
     sides: dict[tuple[str, str], bc.LocalSide] = {}
 
-    def answer(payload: dict) -> None:
-        sys.stdout.write(ANSWER + json.dumps(payload) + "\n")
-        sys.stdout.flush()
+    def handle(op: str, request: dict) -> dict:
+        nonlocal bench
+        if op == "setup":
+            with np.load(request["batch"]) as data:
+                images, labels = data["images"], data["labels"]
+            bench = TorchBench(request["name"], images, labels, mean=request["mean"],
+                               std=request["std"], seed=request["seed"],
+                               precision=request["precision"], device=request["device"])
+            sides.clear()
+            np.savez(request["weights"], **bench.state_dict())
+            return {"ok": True}
+        if bench is None:
+            raise RuntimeError(f"{op!r} before 'setup'")
+        if op in ("warmup", "repeat"):
+            key = (request["mode"], request["variant"])
+            if key not in sides:
+                sides[key] = bench.side(*key)
+            if op == "warmup":
+                return {"last": sides[key].warmup(request["steps"])}
+            seconds, other = sides[key].repeat(request["steps"])
+            return {"seconds": seconds, "other": other}
+        if op == "parity_logits":
+            np.save(request["path"], bench.parity_logits())
+            return {"ok": True}
+        if op == "final_loss":
+            return {"loss": bench.final_loss(request["variant"])}
+        raise RuntimeError(f"unknown request {op!r}")
 
-    for line in sys.stdin:
-        request = json.loads(line)
-        op = request.pop("op")
-        try:
-            if op == "quit":
-                answer({"ok": True})
-                return 0
-            if op == "versions":
-                answer({"versions": bc.library_versions()})
-            elif op == "setup":
-                with np.load(request["batch"]) as data:
-                    images, labels = data["images"], data["labels"]
-                bench = TorchBench(request["name"], images, labels, mean=request["mean"],
-                                   std=request["std"], seed=request["seed"],
-                                   precision=request["precision"], device=request["device"])
-                sides.clear()
-                np.savez(request["weights"], **bench.state_dict())
-                answer({"ok": True})
-            elif bench is None:
-                raise RuntimeError(f"{op!r} before 'setup'")
-            elif op in ("warmup", "repeat"):
-                key = (request["mode"], request["variant"])
-                if key not in sides:
-                    sides[key] = bench.side(*key)
-                if op == "warmup":
-                    answer({"last": sides[key].warmup(request["steps"])})
-                else:
-                    seconds, other = sides[key].repeat(request["steps"])
-                    answer({"seconds": seconds, "other": other})
-            elif op == "parity_logits":
-                np.save(request["path"], bench.parity_logits())
-                answer({"ok": True})
-            elif op == "final_loss":
-                answer({"loss": bench.final_loss(request["variant"])})
-            else:
-                raise RuntimeError(f"unknown request {op!r}")
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
-            answer({"error": f"{type(exc).__name__}: {exc}"})
-    return 0
+    return bc.serve_requests(handle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -93,6 +93,25 @@ def test_bench_models_with_a_pytorch_worker_process(tmp_path: Path) -> None:
     assert "parity: fp32 logits" in proc.stdout
 
 
+def test_bench_models_onednn_ab_times_plain_xla_in_a_worker(tmp_path: Path) -> None:
+    """--onednn-ab: jaxnets on plain XLA in a worker process (flags off) as one more side."""
+    from jaxnets.runtime import onednn_supported
+
+    if not onednn_supported():
+        pytest.skip("the oneDNN flags need jaxlib >= 0.12 on x86")
+    out = tmp_path / "rows.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("JAXNETS_ONEDNN", "XLA_FLAGS")}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_models.py"), "--models", "resnet20", "--quick",
+         "--threads", "1", "--modes", "train", "--no-torch", "--onednn-ab", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["jax_rate"] > 0 and row["jax_plain_rate"] > 0
+    assert "| jaxnets oneDNN img/s | jaxnets plain XLA img/s | oneDNN / plain |" in proc.stdout
+    assert "plain-XLA side:** worker process, JAXNETS_ONEDNN=0, XLA_FLAGS=(unset)" in proc.stdout
+
+
 @pytest.mark.slow
 def test_bench_gpu_script_smoke_on_cpu(tmp_path: Path) -> None:
     """scripts/bench_gpu.sh --smoke: the GPU script's arguments and code path, tiny, on CPU."""
