@@ -257,32 +257,65 @@ def _hlo_index(hlo: str) -> tuple[dict[str, str], dict[str, str]]:
     return defs, comps
 
 
+ONEDNN_CONV = "__onednn$convolution"  # XLA:CPU's oneDNN custom call (jaxlib >= 0.12 with its flags)
+
+
 def classify(event: str, defs: dict[str, str], comps: dict[str, str], batch: int) -> str:
-    line = defs.get(event)
+    # a library call's event carries its target after "__" (custom-call.5.clone__onednn$convolution)
+    line = defs.get(event) or defs.get(event.split("__", 1)[0])
     if line is None:
         return "other (runtime)"
     call = re.search(r"calls=%([\w.\-]+)", line)
     body = comps.get(call.group(1), "") if call else line
-    shape = re.search(r"= (\S+)", line).group(1)
-    if "convolution(" in body:
-        # outputs: forward / input gradient [batch, h, w, c]; filter gradient [c, kh, kw, o]
-        dims = [int(d) for d in re.findall(r"\d+", shape.split("[", 1)[1].split("]")[0])]
+    if "convolution(" in body or ONEDNN_CONV in line:
+        # outputs: forward / input gradient [batch, h, w, c]; filter gradient [kh, kw, c, o]
+        # (a oneDNN call returns a tuple whose first element is the result)
+        first = re.search(r"= \(?\w+\[([\d,]*)\]", line)
+        dims = [int(d) for d in first.group(1).split(",") if d] if first else []
         wgrad = len(dims) == 4 and (dims[0] != batch or dims[1] in (1, 3))
-        return "conv: filter gradient" if wgrad else "conv: forward / input gradient"
+        kind = "conv: filter gradient" if wgrad else "conv: forward / input gradient"
+        return kind + (" (oneDNN)" if ONEDNN_CONV in line else " (XLA)")
     if " dot(" in body:
-        return "dot (classifier)"
+        return "classifier (matmul)"
     if "while(" in line or event.startswith("while"):
         return "materialise loop"
     if event.startswith("transpose"):
         return "layout transposes"
     if " reduce(" in body:
         return "reductions (BN statistics, gradients)"
-    return "elementwise fusions (BN apply, ReLU, adds)"
+    return "elementwise fusions (BN apply, ReLU, adds, SGD)"
+
+
+def _torch_for_profile(args: argparse.Namespace, model: str, batch: int, folder: Path) -> Any:
+    """PyTorch's train step on this model and batch: in this process where torch is installed,
+    else in bench_torch's worker under ``--torch-python``; None with ``--no-torch``."""
+    if args.no_torch:
+        return None
+    import bench_torch
+    import numpy as np
+
+    from jaxnets.models.registry import NORMALIZATIONS, get_spec
+
+    spec = get_spec(model)
+    mean, std = NORMALIZATIONS[spec.normalization]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, spec.input_size, spec.input_size, spec.in_channels),
+                          dtype=np.uint8)
+    labels = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
+    if args.torch_python is None and bc.torch_importable():
+        bc.set_torch_threads(args.threads_in_force)
+        return bench_torch.TorchBench(spec.name, images, labels, mean=mean, std=std)
+    python = args.torch_python or str(ROOT / ".venv" / "bin" / "python")
+    worker = bench_torch.TorchWorker(python, args.threads_in_force, folder)
+    worker.setup(spec.name, images, labels, mean=mean, std=std, seed=0, precision="fp32",
+                 device="cpu")
+    return worker
 
 
 def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list[list[str]], dict]:
     import glob
 
+    import bench_models
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -303,14 +336,17 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
     images = jnp.asarray(rng.integers(0, 256, (batch, size, size, spec.in_channels), np.uint8))
     labels = jnp.asarray(rng.integers(0, spec.num_classes, (batch,), np.int32))
     mask = jnp.ones((batch,), bool)
-    per_impl: dict[str, collections.Counter] = {}
+    per_side: dict[str, collections.Counter] = {}
     step_ms: dict[str, float] = {}
+    flops = 0.0
     for impl in ("xla", "fast"):
         # the model's fields: autodiff conv vs the fast conv VJP (CPU's default); nn.BatchNorm
         m = spec.create(conv_impl=impl, bn_impl="flax")
         step = make_train_step(m, normalize=NORMALIZATIONS[spec.normalization], donate=True)
         state = TrainState.create(m, jax.tree_util.tree_map(jnp.copy, variables), tx, seed=0)
-        compiled = step.jitted.lower(state, images, labels, mask, None).compile()
+        lowered = step.jitted.lower(state, images, labels, mask, None)
+        flops = (bench_models.step_flops(lowered, batch) or 0.0) * batch
+        compiled = lowered.compile()
         defs, comps = _hlo_index(compiled.as_text())
         for _ in range(2):
             state, metrics = compiled(state, images, labels, mask, None)
@@ -335,22 +371,50 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
                     if "ThunkExecutor" in ev.name or ev.name.startswith("end:"):
                         continue
                     kinds[classify(ev.name, defs, comps, batch)] += ev.duration_ns / n / 1e6
-        per_impl[impl] = kinds
+        per_side[impl] = kinds
         del state, compiled
-    order = sorted(set(per_impl["xla"]) | set(per_impl["fast"]), key=lambda k: -per_impl["xla"][k])
+    with tempfile.TemporaryDirectory() as folder:
+        torch = _torch_for_profile(args, spec.name, batch, Path(folder))
+        if torch is not None:
+            kinds = collections.Counter(torch.profile("train", "channels_last", args.profile_steps))
+            step_ms["torch"] = kinds.pop("wall")
+            per_side["torch"] = kinds
+            if isinstance(torch, bc.JsonWorker):
+                torch.close()
+    sides = list(per_side)
+    order = sorted(set().union(*per_side.values()),
+                   key=lambda k: (not k.startswith("conv"), -max(per_side[s][k] for s in sides)))
+    tot = {s: sum(per_side[s].values()) for s in sides}
+    conv = {s: sum(v for k, v in per_side[s].items() if k.startswith("conv")) for s in sides}
+    peak = max(bc.gemm_peak_gflops("fp32").values()) if flops else None
+
+    def cells(values: dict[str, float | None]) -> list[str]:
+        out = []
+        for s in sides:
+            v = values.get(s)
+            out += ["—", ""] if v is None else [f"{v:.1f}", f"{100 * v / tot[s]:.0f} %"]
+        return out
+
     rows = []
-    tot = {k: sum(v.values()) for k, v in per_impl.items()}
     for kind in order:
-        a, b = per_impl["xla"][kind], per_impl["fast"][kind]
-        if a < 0.05 and b < 0.05:
+        if all(per_side[s][kind] < 0.05 for s in sides):
             continue
-        rows.append([kind, f"{a:.1f}", f"{100 * a / tot['xla']:.0f}%", f"{b:.1f}",
-                     f"{100 * b / tot['fast']:.0f}%"])
-    rows.append(["**sum of op time (both worker threads)**", f"{tot['xla']:.1f}", "100%",
-                 f"{tot['fast']:.1f}", "100%"])
-    rows.append(["**wall time per step (under the profiler)**", f"{step_ms['xla']:.1f}", "",
-                 f"{step_ms['fast']:.1f}", ""])
-    return rows, step_ms
+        rows.append([kind, *cells({s: per_side[s].get(kind) for s in sides})])
+    rows.append(["**convolutions, all kinds**", *cells(conv)])
+    rows.append(["**everything else (what is left)**", *cells({s: tot[s] - conv[s] for s in sides})])
+    rows.append(["**sum of op time**", *cells(tot)])
+    rows.append(["**wall time per step (under the profiler)**",
+                 *[c for s in sides for c in (f"{step_ms[s]:.1f}", "")]])
+    if flops and peak:
+        rates = {s: flops / conv[s] / 1e6 for s in sides if conv[s]}
+        rows.append([f"**conv rate: step FLOPs / conv time, GFLOP/s (% of the {peak:.0f} GFLOP/s "
+                     "GEMM peak)**",
+                     *[c for s in sides for c in ((f"{rates[s]:.0f}", f"{100 * rates[s] / peak:.0f} %")
+                                                  if s in rates else ("—", ""))]])
+        rows.append(["**whole step: FLOPs / wall time, % of GEMM peak**",
+                     *[c for s in sides for c in (f"{flops / step_ms[s] / 1e6:.0f}",
+                                                  f"{100 * flops / step_ms[s] / 1e6 / peak:.0f} %")]])
+    return rows, {"step_ms": step_ms, "sides": sides, "flops": flops, "peak": peak}
 
 
 # --------------------------------------------------------------------------- train-step A/B
@@ -448,8 +512,15 @@ STEP_HEADERS = ("model", "batch", "train step", "ms/step", "img/s", "vs autodiff
 STEP_ALIGN = ("l", "r", "l", "r", "r", "r", "r", "r")
 
 
-PROFILE_HEADERS = ("op kind", "autodiff ms/step", "share", "fast conv VJP ms/step", "share")
-PROFILE_ALIGN = ("l", "r", "r", "r", "r")
+PROFILE_SIDES = {"xla": "jaxnets autodiff conv", "fast": "jaxnets fast conv VJP (default)",
+                 "torch": "PyTorch channels_last eager"}
+
+
+def profile_headers(sides: Sequence[str]) -> tuple[list[str], list[str]]:
+    names = ["op kind"]
+    for s in sides:
+        names += [f"{PROFILE_SIDES[s]} ms/step", "share"]
+    return names, ["l"] + ["r"] * (2 * len(sides))
 
 
 # --------------------------------------------------------------------------- main
@@ -464,6 +535,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=3, help="calls per variant per round")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--torch-python", default=None,
+                   help="--profile: PyTorch's side in a worker under this Python (default: this "
+                        "process where torch is installed, else .venv/bin/python)")
     p.add_argument("--profile", default=None, metavar="MODEL",
                    help="profile MODEL's jitted train step instead (autodiff vs fast conv VJP)")
     p.add_argument("--profile-steps", type=int, default=3)
@@ -477,8 +551,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = bc.load_average()
-    threads = bc.pin_threads(args.threads)
+    threads = args.threads_in_force = bc.pin_threads(args.threads)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from jaxnets.runtime import configure_xla_flags
+
+    configure_xla_flags()  # as the CLI runs (oneDNN convolutions on jaxlib >= 0.12, x86)
     if args.profile and not args.step_ab:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                    + " --xla_cpu_enable_xprof_traceme=true").strip()
@@ -505,14 +582,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.profile:
         model = args.profile
         batch = args.batch or DEFAULT_BATCH.get(model, 32)
-        rows, _ = profile_rows(model, batch, args)
-        headers, align = PROFILE_HEADERS, PROFILE_ALIGN
+        rows, info = profile_rows(model, batch, args)
+        headers, align = profile_headers(info["sides"])
         title = f"bench_ops.py — where the train step's time goes ({model}, batch {batch})"
         notes = [f"XLA:CPU thunk events of {args.profile_steps} profiled `make_train_step` "
-                 "steps (jax.profiler, `--xla_cpu_enable_xprof_traceme`), summed over both "
-                 "worker threads, per step; classified from the optimised HLO. 'autodiff' = "
-                 "`conv_impl=\"xla\"` (the state before), 'fast conv VJP' = `conv_impl=\"fast\"` "
-                 "(CPU's default, `layers.conv_general_dilated`); nn.BatchNorm in both."]
+                 "steps (jax.profiler, `--xla_cpu_enable_xprof_traceme`), summed over XLA's "
+                 "worker threads, per step; classified from the optimised HLO ('(oneDNN)': the "
+                 "oneDNN custom call of jaxlib >= 0.12 with jaxnets' flags). 'autodiff' = "
+                 "`conv_impl=\"xla\"`, 'fast conv VJP' = `conv_impl=\"fast\"` (CPU's default, "
+                 "`layers.conv_general_dilated`); nn.BatchNorm in both. PyTorch: `torch.profiler` "
+                 "self CPU time of each aten op (same batch, SGD, channels_last eager: the "
+                 "fastest eager form; `torch.compile`'s fused kernels do not map to these kinds), "
+                 "grouped by `bench_torch.torch_op_kind`. The conv rate divides the train step's "
+                 "FLOPs (XLA cost analysis before optimisation; nearly all of them are "
+                 "convolutions) by the conv time; the GEMM peak is the better of jax's and "
+                 "PyTorch's n=2048 matmul here (`bench_common.gemm_peak_gflops`)."]
     else:
         model = args.shapes
         batch = args.batch or DEFAULT_BATCH[model]

@@ -64,6 +64,28 @@ def torch_reference(name: str) -> Any:
     raise SystemExit(f"no PyTorch reference module known for {name!r}")
 
 
+# PyTorch op names → the kinds bench_ops.py's profile reports (first match wins)
+TORCH_OP_KINDS = (
+    ("conv: backward (input + filter gradient)", ("convolution_backward",)),
+    ("conv: forward", ("convolution", "conv2d")),
+    ("BatchNorm (statistics, apply, backward)", ("batch_norm",)),
+    ("classifier (matmul)", ("addmm", "aten::mm", "matmul", "linear")),
+    ("pooling", ("pool",)),
+    ("optimizer update (SGD, foreach)", ("_foreach", "SGD")),
+    ("layout copies", ("copy_", "contiguous", "clone", "aten::to", "_to_copy")),
+    ("elementwise (ReLU, adds, loss, normalisation)",
+     ("relu", "threshold", "add", "mul", "div", "sub", "softmax", "nll", "cross_entropy",
+      "sum", "mean", "fill_", "zero_")),
+)
+
+
+def torch_op_kind(name: str) -> str:
+    for kind, needles in TORCH_OP_KINDS:
+        if any(needle in name for needle in needles):
+            return kind
+    return "other (framework, autograd, allocation)"
+
+
 class TorchBench:
     """The reference module of ``name`` built with ``seed``, and its eval/train steps per
     variant on one fixed batch (uint8 NHWC ``images``, int ``labels``)."""
@@ -173,6 +195,26 @@ class TorchBench:
     def final_loss(self, variant: str) -> float:
         return float(self.step("train", variant)().item())
 
+    def profile(self, mode: str, variant: str, steps: int = 3) -> dict[str, float]:
+        """Milliseconds per step by op kind (:func:`torch_op_kind`): ``torch.profiler`` self CPU
+        time of every aten op over ``steps`` steps after two warm-up steps; ``"wall"`` is the
+        wall time per step under the profiler."""
+        import collections
+
+        step, sync = self.step(mode, variant), self.sync(mode)
+        for _ in range(2):
+            sync(step())
+        profiler = self.torch.profiler
+        with profiler.profile(activities=[profiler.ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            for _ in range(steps):
+                sync(step())
+            wall = (time.perf_counter() - t) / steps * 1e3
+        kinds: collections.Counter = collections.Counter()
+        for event in prof.key_averages():
+            kinds[torch_op_kind(event.key)] += event.self_cpu_time_total / steps / 1e3  # µs → ms
+        return {**kinds, "wall": wall}
+
 
 # --------------------------------------------------------------------------- worker process
 
@@ -214,6 +256,9 @@ class TorchWorker(bc.JsonWorker):
     def final_loss(self, variant: str) -> float:
         return self.ask("final_loss", variant=variant)["loss"]
 
+    def profile(self, mode: str, variant: str, steps: int = 3) -> dict[str, float]:
+        return self.ask("profile", mode=mode, variant=variant, steps=steps)["kinds"]
+
 
 def _serve(threads: int) -> int:
     """The worker: a :class:`TorchBench` per ``setup``, its sides timed on request."""
@@ -249,6 +294,8 @@ def _serve(threads: int) -> int:
             return {"ok": True}
         if op == "final_loss":
             return {"loss": bench.final_loss(request["variant"])}
+        if op == "profile":
+            return {"kinds": bench.profile(request["mode"], request["variant"], request["steps"])}
         raise RuntimeError(f"unknown request {op!r}")
 
     return bc.serve_requests(handle)

@@ -144,3 +144,24 @@ def test_bench_models_epoch_smoke(tmp_path: Path, cifar_jpeg: Path) -> None:
         ("jaxnets", "1"), ("jaxnets", "2"), ("PyTorch", "1")]
     assert all(r.split("|")[4].strip() == "64" for r in rows)  # 64 images, drop_last exact
     assert "Full training epochs" in doc.read_text()
+
+
+def test_bench_ops_profile_classifies_both_sides(tmp_path: Path) -> None:
+    """--profile: jaxnets' train step by op kind (both conv implementations) next to PyTorch's
+    (torch.profiler; in a worker process where torch is missing), with the conv rate vs peak."""
+    args = [sys.executable, str(SCRIPTS / "bench_ops.py"), "--profile", "resnet20", "--batch", "4",
+            "--profile-steps", "1", "--threads", "1"]
+    if not bc.torch_importable():
+        args += ["--torch-python", _python_with_torch()]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("| op kind | jaxnets autodiff conv ms/step | share | jaxnets fast "
+                               "conv VJP (default) ms/step | share | PyTorch channels_last eager "
+                               "ms/step | share |") for line in lines)
+    conv_rows = [line for line in lines if line.startswith("| conv: ")]
+    assert any("filter gradient" in line for line in conv_rows)
+    assert any(line.startswith("| conv: backward (input + filter gradient) |") for line in conv_rows)
+    assert any(line.startswith("| **conv rate: step FLOPs / conv time") for line in lines)
+    everything_else = next(line for line in lines if "everything else" in line)
+    assert "—" not in everything_else  # every side has its rest measured

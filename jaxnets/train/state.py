@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnets.transforms import names
@@ -37,12 +38,21 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
-def _own(tree: Any) -> Any:
-    """A copy of the tree's device arrays, same placement and sharding. The train step donates the
-    state, and the caller's variables (a jaxnets.Model's, reused by the next method) must survive
-    it: jax >= 0.12 deletes donated CPU arrays. Host (numpy) leaves are never donated."""
+def device_copy(tree: Any) -> Any:
+    """The tree in new device buffers: a jax array keeps its placement and sharding, a host
+    (numpy) leaf goes to the default device.
+
+    Train steps donate their state: anything that must outlive a step — the caller's variables
+    (a jaxnets.Model's, reused by the next method), a best-so-far snapshot — needs its own
+    buffers (jax >= 0.12 deletes donated CPU arrays)."""
     return jax.tree_util.tree_map(
-        lambda x: jax.device_put(x, may_alias=False) if isinstance(x, jax.Array) else x, tree)
+        lambda x: jax.device_put(x, may_alias=False) if isinstance(x, jax.Array) else jnp.array(x),
+        tree)
+
+
+def host_copy(tree: Any) -> Any:
+    """The tree as numpy arrays that share no memory with any device buffer."""
+    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.device_get(tree))
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -62,7 +72,7 @@ class TrainState(flax.struct.PyTreeNode):
         """From a Flax module (or an ``apply`` function), its variables and an optax
         transformation. ``rng``: a typed key or raw key data; default ``key(seed)``."""
         apply_fn = model.apply if hasattr(model, "apply") else model
-        params = _own(variables["params"])
+        params = device_copy(variables["params"])
         if rng is None:
             rng = jax.random.key(seed)
         data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) \
@@ -71,7 +81,7 @@ class TrainState(flax.struct.PyTreeNode):
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            batch_stats=_own(dict(variables.get("batch_stats", {}))),
+            batch_stats=device_copy(dict(variables.get("batch_stats", {}))),
             opt_state=tx.init(params),
             rng=data,
             extras=dict(extras or {}),

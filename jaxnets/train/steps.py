@@ -67,7 +67,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array,
     return jnp.sum(losses * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
-def _with_dtype(model: Any, dtype: Any) -> Any:
+def with_compute_dtype(model: Any, dtype: Any) -> Any:
     # Flax modules in jaxnets carry their compute dtype; params stay float32.
     if dtype != jnp.float32 and hasattr(model, "clone") and hasattr(model, "dtype"):
         return model.clone(dtype=dtype)
@@ -75,7 +75,7 @@ def _with_dtype(model: Any, dtype: Any) -> Any:
 
 
 def _apply_fn(model: Any, dtype: Any) -> Callable[..., Any]:
-    model = _with_dtype(model, dtype)
+    model = with_compute_dtype(model, dtype)
     return model.apply if hasattr(model, "apply") else model
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -242,9 +241,8 @@ def finetune(model: Model, data: Data, config: FinetuneConfig = FinetuneConfig()
         start = eval_decomposed(model.variables, "before").top1
         info(f"decomposed {eval_split} top-1 before fine-tuning: {100 * start:.2f} %")
     # Adam (β = 0.9/0.999, ε = 1e-8 outside the root, no decay, no schedule) over every param.
-    # fit donates the state's buffers: train a copy so the caller's Model stays usable.
-    own = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), model.variables)
-    state = TrainState.create(model.module, own, optax.adam(lr), seed=config.seed)
+    # (TrainState.create copies the Model's buffers, which fit's donating steps would delete.)
+    state = TrainState.create(model.module, model.variables, optax.adam(lr), seed=config.seed)
     step = make_train_step(model.module, normalize=(model.mean, model.std), param_transform=apply_head_mask,
                            precision=config.precision, mesh=mesh)
 

@@ -23,13 +23,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxnets.models.api import init_variables
 from jaxnets.models.registry import ModelSpec
 from jaxnets.train import loop  # fit is looked up at call time (tests wrap it)
-from jaxnets.train.state import TrainableMask, TrainState
+from jaxnets.train.state import TrainableMask, TrainState, device_copy, host_copy
 from jaxnets.train.steps import make_train_step, normalize_images
 from jaxnets.transforms import masks as mask_ops
 
@@ -91,15 +90,6 @@ def count_correct(predict: Callable, loader: Any, *args: Any) -> tuple[int, int]
 def eval_predictor(module: Any, norm: Normalize) -> Callable:
     """A jitted ``predict(variables, images) -> argmax`` in eval mode (BN statistics, no dropout)."""
     return jax.jit(lambda v, x: jnp.argmax(module.apply(v, normalize_images(x, norm), train=False), -1))
-
-
-def device_copy(tree: Any) -> Any:
-    # New buffers: a snapshot must not share the buffers the next (donating) step reuses.
-    return jax.tree_util.tree_map(jnp.copy, tree)
-
-
-def host_copy(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.device_get(tree))
 
 
 def train_keep_best(model: Any, eval_module: Any, variables: Mapping, tx: optax.GradientTransformation,

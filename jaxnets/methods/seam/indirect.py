@@ -56,8 +56,6 @@ from jaxnets.methods.seam.dropout import with_stage_dropout
 from jaxnets.methods.seam.finetuning import (
     FitPlace,
     count_correct,
-    device_copy,
-    host_copy,
     output_layer_sgd,
     sgd,
     train_keep_best,
@@ -68,7 +66,7 @@ from jaxnets.methods.seam.robustness import RobustnessResult, defect_inheritance
 from jaxnets.methods.seam.selection import bits_float, float_bits
 from jaxnets.rundir import RunDir
 from jaxnets.train import loop
-from jaxnets.train.state import TrainState, trainable_from_patterns
+from jaxnets.train.state import TrainState, device_copy, host_copy, trainable_from_patterns
 from jaxnets.train.steps import Step, normalize_images
 from jaxnets.ui import info
 

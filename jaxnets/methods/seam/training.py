@@ -29,14 +29,14 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxnets.methods.seam import core
 from jaxnets.methods.seam.config import ReengineerConfig
 from jaxnets.methods.seam.selection import Decision, Selector
 from jaxnets.train import loop  # fit is looked up at call time (tests wrap it)
-from jaxnets.train.steps import Step, _with_dtype, compute_dtype, normalize_images
+from jaxnets.train.state import device_copy, host_copy
+from jaxnets.train.steps import Step, compute_dtype, normalize_images, with_compute_dtype
 
 HEAD_EVERY = 5  # epoch e is head-only iff e % 5 == 0
 
@@ -95,15 +95,6 @@ def make_optimizers(cfg: ReengineerConfig) -> tuple[optax.GradientTransformation
     return opt_head, opt_joint
 
 
-def _device_copy(tree: Any) -> Any:
-    # New buffers (same placement): a snapshot must not share the buffers the next step donates.
-    return jax.tree_util.tree_map(jnp.copy, tree)
-
-
-def _host_copy(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.device_get(tree))
-
-
 class Engine:
     """Jitted steps for one (model, head, normalisation, α, precision, mesh), in ``fit``'s signature
     ``step(state, images, labels, mask, frozen) -> (state, metrics)`` (``frozen``: the pretrained
@@ -116,7 +107,7 @@ class Engine:
         self.cfg, self.n, self.mesh = cfg, n_entries, mesh
         self.opt_head, self.opt_joint = make_optimizers(cfg)
         dtype = compute_dtype(cfg.precision)
-        self.module = _with_dtype(module, dtype)  # bf16 compute; params, scores and head stay float32
+        self.module = with_compute_dtype(module, dtype)  # bf16 compute; params, scores and head stay float32
         alpha = float(cfg.alpha)
         model = self.module
 
@@ -196,9 +187,9 @@ class Engine:
         trainable = {"scores": scores, "head": head}
         return self.replicate(SeamState(
             step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(jax.random.key(seed)),
-            trainable=_device_copy(trainable), opt_head=self.opt_head.init(head),
-            opt_joint=self.opt_joint.init(trainable), best=_device_copy(trainable),
-            bak=_device_copy(trainable), selection=selector.to_arrays()))
+            trainable=device_copy(trainable), opt_head=self.opt_head.init(head),
+            opt_joint=self.opt_joint.init(trainable), best=device_copy(trainable),
+            bak=device_copy(trainable), selection=selector.to_arrays()))
 
     def place(self, *arrays: Any) -> tuple:
         if self.mesh is None:
@@ -288,9 +279,9 @@ def train_masks(
         kept = core.count_kept(state.trainable["scores"])
         decision = selector.update(epoch, acc, kept / n)
         if decision.record_best:
-            state = state.replace(best=_device_copy(state.trainable))
+            state = state.replace(best=device_copy(state.trainable))
         if decision.record_bak:
-            state = state.replace(bak=_device_copy(state.trainable))
+            state = state.replace(bak=device_copy(state.trainable))
         state = state.replace(selection=jax.device_put(selector.to_arrays(), state.step.sharding))
         row.update({"seam_phase": epoch_phase(epoch), "retention": kept / n, "kept": kept,
                     "event": decision.event, "counter": selector.counter, "record_best": decision.record_best,
@@ -310,9 +301,9 @@ def train_masks(
     epoch, acc, r = selector.chosen
     assert epoch is not None, "at least one epoch must run"
     chosen = final.bak if selector.used_fallback else final.best
-    return Result(scores=_host_copy(chosen["scores"]), head=_host_copy(chosen["head"]), epoch=epoch,
+    return Result(scores=host_copy(chosen["scores"]), head=host_copy(chosen["head"]), epoch=epoch,
                   used_fallback=selector.used_fallback, acc=acc, retention=r, acc_pre=acc_pre, n_entries=n,
                   history=[history_row(row) for row in fitted.history], selector=selector,
-                  final_scores=_host_copy(final.trainable["scores"]), final_head=_host_copy(final.trainable["head"]),
+                  final_scores=host_copy(final.trainable["scores"]), final_head=host_copy(final.trainable["head"]),
                   opt_states={"head": jax.device_get(final.opt_head), "joint": jax.device_get(final.opt_joint)},
                   resumed_from=fitted.resumed_from)
