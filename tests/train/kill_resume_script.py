@@ -10,19 +10,16 @@ a checkpoint every 5 steps and writes the final params to RUN_DIR/final.npz. Wit
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the kill harness
+from kill_harness import prepare_script  # noqa: E402
+
+prepare_script()
 
 import jax  # noqa: E402
-
-_CACHE = Path(__file__).resolve().parents[2] / ".jax_cache"
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 

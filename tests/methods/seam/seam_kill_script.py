@@ -12,20 +12,14 @@ after global step N and sleeps, waiting to be killed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the kill harness
+from kill_harness import prepare_script, stall_fit_at  # noqa: E402
 
-import jax  # noqa: E402
+prepare_script()
 
-_CACHE = Path(__file__).resolve().parents[3] / ".jax_cache"
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-import jaxnets.train.loop as loop  # noqa: E402
 from jaxnets.api import load  # noqa: E402
 from jaxnets.methods.seam import ReengineerConfig, reengineer  # noqa: E402
 from jaxnets.methods.seam.loaders import open_split  # noqa: E402
@@ -43,18 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     run_dir = Path(args.run_dir)
 
-    def stall(state, info):
-        if args.stall_at is not None and info["global_step"] == args.stall_at:
-            (run_dir / "stalled").write_text(str(info))
-            sys.stdout.flush()
-            time.sleep(600)  # killed here
-
-    fit = loop.fit
-
-    def fit_with_stall(*a, on_step=(), **kw):  # training looks fit up in the module at call time
-        return fit(*a, on_step=[*on_step, stall], **kw)
-
-    loop.fit = fit_with_stall
+    stall_fit_at(run_dir, args.stall_at)
     train, test = open_split("digits", "train"), open_split("digits", "test")
     model = load("digits_cnn", args.weights, data=test)
     result = reengineer(model, train, CONFIG, run_dir, test_data=test, resume=args.resume)

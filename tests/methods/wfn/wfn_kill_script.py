@@ -11,20 +11,14 @@ lands inside a round.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the kill harness
+from kill_harness import prepare_script, stall_fit_at  # noqa: E402
 
-import jax  # noqa: E402
+prepare_script()
 
-_CACHE = Path(__file__).resolve().parents[3] / ".jax_cache"
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-import jaxnets.train.loop as loop  # noqa: E402
 from jaxnets.api import load, open_data  # noqa: E402
 from jaxnets.methods.wfn import WFNConfig, run  # noqa: E402
 
@@ -41,18 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     run_dir = Path(args.run_dir)
 
-    def stall(state, info):
-        if args.stall_at is not None and info["global_step"] == args.stall_at:
-            (run_dir / "stalled").write_text(str(info))
-            sys.stdout.flush()
-            time.sleep(600)  # killed here
-
-    fit = loop.fit
-
-    def fit_with_stall(*a, on_step=(), **kw):  # the runner imports fit from the module at call time
-        return fit(*a, on_step=[*on_step, stall], **kw)
-
-    loop.fit = fit_with_stall
+    stall_fit_at(run_dir, args.stall_at)
     train, test = open_data("digits", "train"), open_data("digits", "test")
     model = load("digits_cnn", num_classes=train.num_classes, data=train, seed=CONFIG.seed)
     result = run(model, train, CONFIG, run_dir=run_dir, test_data=test, resume=args.resume)
