@@ -91,11 +91,11 @@ def interleaved(fns: dict[str, Callable[[], Any]], sync: dict[str, Callable[[Any
 def _conv_rows(label: str, h: int, c: int, o: int, s: int, batch: int, rng: Any,
                args: argparse.Namespace) -> list[list[str]]:
     """The fwd / dgrad / wgrad rows of one conv shape."""
+    import contextlib
+
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import torch
-    import torch.nn.functional as F
     from jax import lax
 
     from jaxnets.models import layers
@@ -134,25 +134,30 @@ def _conv_rows(label: str, h: int, c: int, o: int, s: int, batch: int, rng: Any,
         r = ref[k.split()[0]]
         errs[k] = float(jnp.max(jnp.abs(fn(x, w, dy) - r)) / jnp.max(jnp.abs(r)))
 
-    # torch: NCHW, the same values
-    xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
-    wt = torch.from_numpy(np.ascontiguousarray(np.asarray(w).transpose(3, 2, 0, 1)))
-    dyt = torch.from_numpy(np.ascontiguousarray(np.asarray(dy).transpose(0, 3, 1, 2)))
-
-    def tback(mask: list[bool]) -> Callable[[], Any]:
-        return lambda: torch.ops.aten.convolution_backward(
-            dyt, xt, wt, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, mask)
-
     fns: dict[str, Callable[[], Any]] = {
         f"jax {k}": (lambda fn=fn: fn(x, w, dy)) for k, fn in compiled.items()}
     syncs = {k: jax.block_until_ready for k in fns}
+    no_grad: Any = contextlib.nullcontext()
     if not args.no_torch:
+        import torch
+        import torch.nn.functional as F
+
+        # torch: NCHW, the same values
+        xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
+        wt = torch.from_numpy(np.ascontiguousarray(np.asarray(w).transpose(3, 2, 0, 1)))
+        dyt = torch.from_numpy(np.ascontiguousarray(np.asarray(dy).transpose(0, 3, 1, 2)))
+
+        def tback(mask: list[bool]) -> Callable[[], Any]:
+            return lambda: torch.ops.aten.convolution_backward(
+                dyt, xt, wt, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, mask)
+
         for k, fn in {"fwd": lambda: F.conv2d(xt, wt, None, s, 1),
                       "dgrad": tback([True, False, False]),
                       "wgrad": tback([False, True, False])}.items():
             fns[f"torch {k}"] = fn
             syncs[f"torch {k}"] = lambda out: out
-    with torch.no_grad():
+        no_grad = torch.no_grad()
+    with no_grad:
         med, other = interleaved(fns, syncs, args.rounds, args.steps)
     flops = 2 * batch * (h // s) ** 2 * c * o * 9
     for op in ("fwd", "dgrad", "wgrad"):
@@ -174,8 +179,6 @@ def op_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[str]]
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import torch
-    import torch.nn.functional as F
     from flax import linen as nn
 
     rows: list[list[str]] = []
@@ -200,18 +203,21 @@ def op_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[str]]
 
     bn_c = {k: jax.jit(jax.grad(functools.partial(bn_loss, bn=bn), argnums=(0, 1)))
             .lower(bv["params"], x).compile() for k, bn in bns.items()}
-    xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))).requires_grad_()
-    gt = torch.from_numpy(np.ascontiguousarray(np.asarray(g).transpose(0, 3, 1, 2)))
-    wt, bt = torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True)
-    rm, rv = torch.zeros(c), torch.ones(c)
-
-    def torch_bn() -> Any:
-        y = F.batch_norm(xt, rm, rv, wt, bt, training=True, momentum=0.1, eps=1e-5)
-        return torch.autograd.grad((y * gt).sum(), (xt, wt, bt))
-
     fns = {k: (lambda c=c: c(bv["params"], x)) for k, c in bn_c.items()}
     syncs: dict[str, Callable[[Any], Any]] = {k: jax.block_until_ready for k in fns}
     if not args.no_torch:
+        import torch
+        import torch.nn.functional as F
+
+        xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))).requires_grad_()
+        gt = torch.from_numpy(np.ascontiguousarray(np.asarray(g).transpose(0, 3, 1, 2)))
+        wt, bt = torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True)
+        rm, rv = torch.zeros(c), torch.ones(c)
+
+        def torch_bn() -> Any:
+            y = F.batch_norm(xt, rm, rv, wt, bt, training=True, momentum=0.1, eps=1e-5)
+            return torch.autograd.grad((y * gt).sum(), (xt, wt, bt))
+
         fns["torch"], syncs["torch"] = torch_bn, (lambda out: out)
     med, other = interleaved(fns, syncs, args.rounds, args.steps)
     t_torch = med.get("torch")
