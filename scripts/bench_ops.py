@@ -123,8 +123,8 @@ def _conv_rows(label: str, h: int, c: int, o: int, s: int, batch: int, rng: Any,
         "wgrad": lambda x_, w_, dy_: jax.vjp(lambda b: fwd(x_, b), w_)[1](dy_)[0],
     }
     default_chunks = layers.filter_grad_chunks(batch, per_example)
-    for m in CHUNK_SIZES:
-        if m < batch and batch % m == 0:
+    for m in CHUNK_SIZES:  # (more chunks than the library ever uses abort XLA's oneDNN fusion)
+        if m < batch and batch % m == 0 and batch // m <= layers.MAX_FILTER_GRAD_CHUNKS:
             jfns[f"wgrad chunks of {m}"] = (
                 lambda x_, w_, dy_, k=batch // m: wgrad_chunked(x_, w_, dy_, k))
     ref = {k: jax.jit(f)(x, w, dy) for k, f in jfns.items() if k in ("fwd", "dgrad", "wgrad")}

@@ -105,19 +105,29 @@ def _materialize(tree: Any) -> Any:
     return lax.while_loop(lambda c: c[0] < trips, body, (jnp.int32(0), tree))[1]
 
 
+# At most this many chunks: XLA:CPU with the oneDNN flags (jaxlib 0.12) fuses the sum of the
+# per-chunk filter gradients into one oneDNN convolution as binary post-ops, and oneDNN takes at
+# most 32: 33 chunks compiled, 48 and 64 aborted the process ("could not append a binary post-op").
+MAX_FILTER_GRAD_CHUNKS = 32
+
+
 def filter_grad_chunks(batch: int, bytes_per_example: int,
                        chunk_bytes: int | None = None) -> int:
     """How many batch chunks the filter gradient is split into (a divisor of ``batch``).
 
     The largest chunk whose conv input + output gradient fit in ``chunk_bytes``: XLA:CPU's
     filter-gradient convolution contracts over batch × height × width, and is 2–3× faster
-    per FLOP when that operand fits in cache (bench_ops.py).
+    per FLOP when that operand fits in cache (bench_ops.py). Never more than
+    ``MAX_FILTER_GRAD_CHUNKS`` chunks (larger chunks instead, e.g. 224-px images at batch 64).
     """
     limit = CONV_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     if limit <= 0:
         return 1
     per = max(1, limit // max(1, bytes_per_example))
-    size = max((d for d in range(1, batch + 1) if batch % d == 0 and d <= per), default=1)
+    divisors = [d for d in range(1, batch + 1) if batch % d == 0]
+    size = max((d for d in divisors if d <= per), default=1)
+    if batch // size > MAX_FILTER_GRAD_CHUNKS:
+        size = min(d for d in divisors if batch // d <= MAX_FILTER_GRAD_CHUNKS)
     return batch // size
 
 

@@ -5,7 +5,9 @@ No timing here — the speed is measured by scripts/bench_ops.py and bench_model
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from jaxnets import runtime
 from jaxnets.errors import JaxnetsError
 from jaxnets.models import layers
 
@@ -99,6 +102,33 @@ def test_filter_grad_chunks() -> None:
     assert layers.filter_grad_chunks(12, 1000, 4500) == 3  # 4 per chunk (divisor ≤ 4.5)
     assert layers.filter_grad_chunks(7, 10**9, 2**21) == 7  # one example per chunk
     assert layers.filter_grad_chunks(64, 10, 0) == 1  # 0 = no chunking
+    # never more than 32 chunks (oneDNN's post-op limit): larger chunks instead
+    assert layers.filter_grad_chunks(64, 10**9, 2**21) == 32  # 2 per chunk, not 1
+    assert layers.filter_grad_chunks(96, 10**9, 2**21) == 32  # 3 per chunk
+    assert layers.filter_grad_chunks(37, 10**9, 2**21) == 1  # a prime: the whole batch
+    assert layers.filter_grad_chunks(32, 10**9, 2**21) == 32
+
+
+@pytest.mark.skipif(not runtime.onednn_supported(),
+                    reason="oneDNN convolution custom calls need jaxlib >= 0.12 on x86")
+def test_many_chunks_compile_under_onednn() -> None:
+    """224-px-sized activations at batch 64 (64 chunks of 1 before the cap): with the oneDNN
+    flags, XLA fused the 64-term sum into one convolution's post-ops and aborted the process."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if not all(flag in flags for flag in runtime.ONEDNN_XLA_FLAGS):
+        pytest.skip(f"the oneDNN flags are not in force (XLA_FLAGS={flags!r}, JAXNETS_ONEDNN)")
+    x = jnp.ones((64, 56, 56, 8), jnp.float32)
+    w = jnp.full((3, 3, 8, 8), 0.01, jnp.float32)
+    assert layers.filter_grad_chunks(64, x[0].size * 2 * 4, 8 * 1024) == 32
+
+    def loss(x_: jax.Array, w_: jax.Array) -> jax.Array:
+        y = layers.conv_general_dilated(x_, w_, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), impl="fast")
+        return jnp.sum(y * y)
+
+    with mock.patch.object(layers, "CONV_CHUNK_BYTES", 8 * 1024):  # 1 example per chunk wanted
+        grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+    assert all(bool(jnp.isfinite(g).all()) for g in grads)
 
 
 def test_materialize_is_identity_even_for_nan() -> None:
