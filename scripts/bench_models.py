@@ -45,11 +45,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bench_common as bc  # also puts the package and tests/reference on sys.path
 import bench_torch
 from bench_torch import torch_reference  # noqa: F401  (re-exported: bench_ops, bench_epoch)
+
+if TYPE_CHECKING:
+    from jaxnets.models.registry import ModelSpec
 
 DEFAULT_MODELS = ("resnet20", "resnet18")
 ALL_EXTRA = ("vgg16_bn_cifar", "densenet121")
@@ -139,6 +142,17 @@ def torch_side(args: argparse.Namespace, folder: Path) -> Any:
         raise SystemExit(f"torch is not installed here and the PyTorch worker's Python {python} does "
                          "not exist: pass --torch-python PATH (a Python with torch) or --no-torch")
     return bench_torch.TorchWorker(python, args.threads_in_force, folder)
+
+
+def random_batch(spec: ModelSpec, batch: int, size: int | None = None,
+                 seed: int = 0) -> tuple[Any, Any]:
+    """One seeded uint8 NHWC batch and its int32 labels for ``spec`` (every side times these)."""
+    import numpy as np  # after the threads are pinned (OpenBLAS reads them at import)
+
+    rng = np.random.default_rng(seed)
+    size = size or spec.input_size
+    images = rng.integers(0, 256, (batch, size, size, spec.in_channels), dtype=np.uint8)
+    return images, rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
 
 
 class JaxBench:
@@ -326,9 +340,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace, worker: Any,
     spec = get_spec(name)
     size = args.image_size or spec.input_size
     mean, std = NORMALIZATIONS[spec.normalization]
-    rng = np.random.default_rng(args.seed)
-    images_np = rng.integers(0, 256, (batch, size, size, spec.in_channels), dtype=np.uint8)
-    labels_np = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
+    images_np, labels_np = random_batch(spec, batch, size, args.seed)
 
     # Same weights on every side: the PyTorch reference's random init, converted strictly.
     ref: Any = None

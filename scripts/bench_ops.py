@@ -293,29 +293,25 @@ def classify(event: str, defs: dict[str, str], comps: dict[str, str], batch: int
 
 
 def _torch_for_profile(args: argparse.Namespace, model: str, batch: int, folder: Path) -> Any:
-    """PyTorch's train step on this model and batch: in this process where torch is installed,
-    else in bench_torch's worker under ``--torch-python``; None with ``--no-torch``."""
-    if args.no_torch:
-        return None
+    """PyTorch's train step on this model and batch (``bench_models.torch_side``: this process
+    where torch is installed, else the worker under ``--torch-python``); None with ``--no-torch``."""
+    import bench_models
     import bench_torch
-    import numpy as np
 
     from jaxnets.models.registry import NORMALIZATIONS, get_spec
 
+    where = bench_models.torch_side(args, folder)
+    if where is None:
+        return None
     spec = get_spec(model)
     mean, std = NORMALIZATIONS[spec.normalization]
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch, spec.input_size, spec.input_size, spec.in_channels),
-                          dtype=np.uint8)
-    labels = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
-    if args.torch_python is None and bc.torch_importable():
+    images, labels = bench_models.random_batch(spec, batch)
+    if where == "local":
         bc.set_torch_threads(args.threads_in_force)
         return bench_torch.TorchBench(spec.name, images, labels, mean=mean, std=std)
-    python = args.torch_python or str(ROOT / ".venv" / "bin" / "python")
-    worker = bench_torch.TorchWorker(python, args.threads_in_force, folder)
-    worker.setup(spec.name, images, labels, mean=mean, std=std, seed=0, precision="fp32",
-                 device="cpu")
-    return worker
+    where.setup(spec.name, images, labels, mean=mean, std=std, seed=0, precision="fp32",
+                device="cpu")
+    return where
 
 
 def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list[list[str]], dict]:
@@ -324,7 +320,6 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
     import bench_models
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
     from jax._src.profiler import ProfileData
 
@@ -337,10 +332,7 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
     module = spec.create()
     variables = init_variables(spec, module)
     tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9))
-    rng = np.random.default_rng(0)
-    size = spec.input_size
-    images = jnp.asarray(rng.integers(0, 256, (batch, size, size, spec.in_channels), np.uint8))
-    labels = jnp.asarray(rng.integers(0, spec.num_classes, (batch,), np.int32))
+    images, labels = map(jnp.asarray, bench_models.random_batch(spec, batch))
     mask = jnp.ones((batch,), bool)
     per_side: dict[str, collections.Counter] = {}
     step_ms: dict[str, float] = {}
@@ -349,7 +341,7 @@ def profile_rows(model: str, batch: int, args: argparse.Namespace) -> tuple[list
         # the model's fields: autodiff conv vs the fast conv VJP (CPU's default); nn.BatchNorm
         m = spec.create(conv_impl=impl, bn_impl="flax")
         step = make_train_step(m, normalize=NORMALIZATIONS[spec.normalization], donate=True)
-        state = TrainState.create(m, jax.tree_util.tree_map(jnp.copy, variables), tx, seed=0)
+        state = TrainState.create(m, variables, tx, seed=0)  # (create copies: the step donates)
         lowered = step.jitted.lower(state, images, labels, mask, None)
         flops = (bench_models.step_flops(lowered, batch) or 0.0) * batch
         compiled = lowered.compile()
@@ -458,10 +450,8 @@ def step_ab_rows(model: str, batch: int, args: argparse.Namespace) -> list[list[
     sd = {k: v.detach().cpu().numpy().copy() for k, v in ref.state_dict().items()}
     variables = state_dict_to_variables(sd, abstract_variables(spec, module), spec.keymap,
                                         model_name=spec.name)
-    rng = np.random.default_rng(0)
     size = spec.input_size
-    images_np = rng.integers(0, 256, (batch, size, size, spec.in_channels), dtype=np.uint8)
-    labels_np = rng.integers(0, spec.num_classes, (batch,), dtype=np.int32)
+    images_np, labels_np = bm.random_batch(spec, batch)
     images, labels = jnp.asarray(images_np), jnp.asarray(labels_np)
     mask = jnp.ones((batch,), bool)
     tx = optax.chain(optax.add_decayed_weights(bm.WEIGHT_DECAY), optax.sgd(bm.LR, momentum=bm.MOMENTUM))
